@@ -1,0 +1,32 @@
+"""gunicorn settings for the web process (Procfile ``web``)."""
+
+import os
+
+from webapp import db
+from webapp.config import parse_int, web_settings
+
+# Check the settings once in the master: a bad one stops start-up with one line,
+# instead of every worker failing to boot in a loop.
+web_settings(os.environ)
+
+bind = f"0.0.0.0:{parse_int(os.environ, 'PORT', 8000, minimum=1)}"
+workers = parse_int(os.environ, "WEB_CONCURRENCY", 2, minimum=1)
+timeout = parse_int(os.environ, "WEB_TIMEOUT", 30, minimum=1)
+graceful_timeout = timeout
+keepalive = 5
+accesslog = "-"
+# No runtime control interface: nothing outside the process manager steers it.
+control_socket_disable = True
+# The app (and so its pool) is built in each worker after fork, never in the master.
+preload_app = False
+
+
+def post_worker_init(worker):
+    """Open this worker's database pool before it takes its first request."""
+    db.get_db(worker.wsgi).open()
+
+
+def worker_exit(server, worker):
+    """Close this worker's pool on the way out."""
+    if getattr(worker, "wsgi", None) is not None:
+        db.get_db(worker.wsgi).close()

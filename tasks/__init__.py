@@ -1,0 +1,1 @@
+"""Howdah's background tasks and the worker that runs them."""

@@ -1,0 +1,30 @@
+"""Howdah's web application: JSON API, health endpoints and (soon) admin pages."""
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from flask import Flask
+
+from webapp import cli, db, errors, health, views
+from webapp.api import bp as api_bp
+from webapp.config import web_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from ``config`` (environment-style names) or, by default, ``os.environ``."""
+    settings = web_settings(os.environ if config is None else config)
+    app = Flask(__name__, template_folder=str(ROOT / "templates"))
+    app.config.from_mapping(settings)
+    logging.basicConfig(level=settings["LOG_LEVEL"], format="%(levelname)s %(name)s: %(message)s")
+
+    db.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(api_bp)
+    errors.init_app(app)
+    cli.init_app(app)
+    return app

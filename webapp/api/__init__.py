@@ -1,0 +1,7 @@
+"""The JSON API blueprint, mounted at /api; every error under it is JSON."""
+
+from flask import Blueprint
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+from webapp.api import admin  # noqa: E402, F401 - registers routes on bp

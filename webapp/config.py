@@ -1,0 +1,144 @@
+"""Settings, parsed from the environment (or a mapping of the same names).
+
+Nothing here runs at import time: entry points call ``web_settings`` or
+``worker_settings`` with ``os.environ`` (or a test mapping) when they start.
+"""
+
+from collections.abc import Mapping
+
+import psycopg.conninfo
+
+ENVIRONMENTS = ("production", "development")
+DEV_SECRET_KEY = "howdah-development-only-secret"  # noqa: S105 - used only when HOWDAH_ENV=development
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(SystemExit):
+    """A missing or invalid setting.
+
+    It is a ``SystemExit`` so that every entry point (gunicorn, the flask CLI,
+    the worker) stops with this one line rather than a traceback.
+    """
+
+    def __init__(self, name: str, problem: str):
+        self.name = name
+        super().__init__(f"howdah: configuration error: {name} {problem}")
+
+
+def parse_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    """Read a yes/no setting; accepts 1/0, true/false, yes/no, on/off."""
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(name, f"must be a boolean (true/false), got {raw!r}")
+
+
+def parse_int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    """Read a whole number no smaller than ``minimum``."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def parse_seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """Read a positive duration in seconds (decimals allowed)."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(name, f"must be greater than 0, got {raw!r}")
+    return value
+
+
+def parse_database_url(environ: Mapping[str, str], name: str = "DATABASE_URL") -> str:
+    """Read a required PostgreSQL URL (postgresql://user@host:port/dbname)."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        raise ConfigError(name, "is required (for example postgresql://postgres@localhost/howdah)")
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(name, "must be a postgresql:// URL")
+    try:
+        psycopg.conninfo.conninfo_to_dict(raw)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(name, f"is not a valid PostgreSQL URL ({exc})") from None
+    return raw
+
+
+def parse_environment(environ: Mapping[str, str]) -> str:
+    """Read HOWDAH_ENV: production (the default) or development."""
+    value = environ.get("HOWDAH_ENV", "production").strip().lower() or "production"
+    if value not in ENVIRONMENTS:
+        raise ConfigError("HOWDAH_ENV", f"must be one of {', '.join(ENVIRONMENTS)}, got {value!r}")
+    return value
+
+
+def parse_secret_key(environ: Mapping[str, str], environment: str) -> str:
+    """Read SECRET_KEY: required, and at least 16 characters, outside development."""
+    raw = environ.get("SECRET_KEY", "")
+    if environment == "development" and not raw:
+        return DEV_SECRET_KEY
+    if not raw:
+        raise ConfigError("SECRET_KEY", "is required outside development (HOWDAH_ENV=development)")
+    if len(raw) < 16:
+        raise ConfigError("SECRET_KEY", "must be at least 16 characters long")
+    return raw
+
+
+def database_settings(environ: Mapping[str, str], prefix: str, max_size: int) -> dict:
+    """Connection-pool settings shared by the web and worker processes."""
+    min_size = parse_int(environ, f"{prefix}_POOL_MIN_SIZE", 1, minimum=0)
+    max_size = parse_int(environ, f"{prefix}_POOL_MAX_SIZE", max_size, minimum=1)
+    if max_size < min_size:
+        raise ConfigError(f"{prefix}_POOL_MAX_SIZE", f"must be at least {prefix}_POOL_MIN_SIZE")
+    return {
+        "DATABASE_URL": parse_database_url(environ),
+        "DB_POOL_MIN_SIZE": min_size,
+        "DB_POOL_MAX_SIZE": max_size,
+        "DB_CONNECT_TIMEOUT": parse_int(environ, "DB_CONNECT_TIMEOUT", 5, minimum=1),
+        "DB_STATEMENT_TIMEOUT_MS": parse_int(environ, "DB_STATEMENT_TIMEOUT_MS", 30_000),
+    }
+
+
+def web_settings(environ: Mapping[str, str]) -> dict:
+    """Everything the web process needs, as Flask config keys."""
+    environment = parse_environment(environ)
+    return {
+        **database_settings(environ, "WEB", max_size=4),
+        "HOWDAH_ENV": environment,
+        "SECRET_KEY": parse_secret_key(environ, environment),
+        "DB_POOL_TIMEOUT": parse_seconds(environ, "DB_POOL_TIMEOUT", 1.5),
+        "QUEUE_MAX_WAIT_SECONDS": parse_int(environ, "QUEUE_MAX_WAIT_SECONDS", 300, minimum=1),
+        "WORKER_STALE_SECONDS": parse_int(environ, "WORKER_STALE_SECONDS", 30, minimum=1),
+        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
+    }
+
+
+def worker_settings(environ: Mapping[str, str]) -> dict:
+    """Everything the worker process needs; a worker needs no SECRET_KEY."""
+    queues = [q.strip() for q in environ.get("WORKER_QUEUES", "").split(",") if q.strip()]
+    return {
+        **database_settings(environ, "WORKER", max_size=8),
+        "WORKER_CONCURRENCY": parse_int(environ, "WORKER_CONCURRENCY", 10, minimum=1),
+        "WORKER_QUEUES": queues,
+        "WORKER_NAME": environ.get("WORKER_NAME", "").strip() or None,
+        "WORKER_SHUTDOWN_TIMEOUT": parse_seconds(environ, "WORKER_SHUTDOWN_TIMEOUT", 30.0),
+        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
+    }

@@ -1,0 +1,111 @@
+"""The web process's PostgreSQL pool, and the request's connection on ``g``.
+
+The pool opens lazily, once per process id, so it is never shared across a
+fork (gunicorn's master never opens it; each worker opens its own, eagerly
+from ``gunicorn.conf.py`` or on first use).
+"""
+
+import logging
+import os
+import threading
+
+import psycopg
+import psycopg_pool
+from flask import Flask, current_app, g
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "howdah_db"
+
+# Errors that mean "the database is not there right now": answered 503.
+UNAVAILABLE_ERRORS = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    """Pool connections run in autocommit; views open transactions explicitly."""
+    conn.autocommit = True
+
+
+class Database:
+    """A psycopg pool owned by exactly one process."""
+
+    def __init__(self, config: dict, application_name: str = "howdah-web"):
+        self._config = config
+        self._application_name = application_name
+        self._pool: psycopg_pool.ConnectionPool | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> psycopg_pool.ConnectionPool:
+        """This process's pool, opened on first use."""
+        if self._pool is None or self._pid != os.getpid():
+            self.open()
+        return self._pool
+
+    def open(self) -> None:
+        """Open the pool in this process (idempotent; never blocks on the database)."""
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                return
+            config = self._config
+            pool = psycopg_pool.ConnectionPool(
+                conninfo=config["DATABASE_URL"],
+                min_size=config["DB_POOL_MIN_SIZE"],
+                max_size=config["DB_POOL_MAX_SIZE"],
+                kwargs={
+                    "connect_timeout": config["DB_CONNECT_TIMEOUT"],
+                    "application_name": self._application_name,
+                    "options": f"-c statement_timeout={config['DB_STATEMENT_TIMEOUT_MS']}",
+                },
+                configure=_configure,
+                check=psycopg_pool.ConnectionPool.check_connection,
+                name=f"{self._application_name}-{os.getpid()}",
+                open=False,
+            )
+            pool.open(wait=False)
+            self._pool, self._pid = pool, os.getpid()
+            log.info("database pool opened", extra={"action": "db_pool_open"})
+
+    def close(self) -> None:
+        """Close this process's pool, if it opened one."""
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            self._pool = self._pid = None
+
+    def connection(self, timeout: float | None = None):
+        """A pooled connection as a context manager, waiting at most ``timeout`` s."""
+        return self.pool.connection(timeout=timeout)
+
+
+def get_db(app: Flask | None = None) -> Database:
+    """The app's Database extension."""
+    return (app or current_app).extensions[EXTENSION]
+
+
+def get_conn() -> psycopg.Connection:
+    """The request's connection, taken from the pool on first use."""
+    if "db_conn" not in g:
+        db = get_db()
+        g.db_conn = db.pool.getconn(timeout=current_app.config["DB_POOL_TIMEOUT"])
+    return g.db_conn
+
+
+def release_conn(exc: BaseException | None = None) -> None:
+    """Roll back whatever the request left open and give the connection back."""
+    conn = g.pop("db_conn", None)
+    if conn is None:
+        return
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            log.warning("rollback failed while releasing a connection", exc_info=True)
+    get_db().pool.putconn(conn)
+
+
+def init_app(app: Flask) -> None:
+    """Attach an unopened Database to the app and return connections after each request."""
+    app.extensions[EXTENSION] = Database(app.config)
+    app.teardown_appcontext(release_conn)

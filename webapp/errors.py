@@ -1,0 +1,53 @@
+"""One error renderer: JSON under /api, an HTML page everywhere else."""
+
+import json
+import logging
+
+from flask import Flask, render_template, request
+from jinja2 import TemplateNotFound
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+from webapp import db
+
+log = logging.getLogger(__name__)
+
+
+def wants_json() -> bool:
+    """API paths always answer JSON, whatever the client accepts."""
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+def render_error(error: HTTPException):
+    """Render an HTTP error as JSON ``{error, message}`` or as ``errors/<code>.html``."""
+    response = error.get_response()
+    if wants_json():
+        response.data = json.dumps({"error": error.name, "message": error.description})
+        response.content_type = "application/json"
+        return response
+    try:
+        body = render_template(f"errors/{error.code}.html", error=error)
+    except TemplateNotFound:
+        body = render_template("errors/error.html", error=error)
+    return body, error.code, response.headers
+
+
+def database_unavailable(exc: Exception):
+    """A database outage is a 503, never a traceback."""
+    log.warning("database unavailable: %s", exc, extra={"action": "db_unavailable"})
+    return render_error(ServiceUnavailable("The database is unavailable; try again shortly."))
+
+
+def unexpected_error(exc: Exception):
+    """Log the traceback, hide it from the client."""
+    if isinstance(exc, HTTPException):
+        return render_error(exc)
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return render_error(InternalServerError())
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers."""
+    app.register_error_handler(HTTPException, render_error)
+    for error_class in db.UNAVAILABLE_ERRORS:
+        app.register_error_handler(error_class, database_unavailable)
+    app.register_error_handler(Exception, unexpected_error)
