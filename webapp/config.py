@@ -76,9 +76,11 @@ def parse_database_url(environ: Mapping[str, str], name: str = "DATABASE_URL") -
     if not raw.startswith(("postgresql://", "postgres://")):
         raise ConfigError(name, "must be a postgresql:// URL")
     try:
-        psycopg.conninfo.conninfo_to_dict(raw)
+        params = psycopg.conninfo.conninfo_to_dict(raw)
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(name, f"is not a valid PostgreSQL URL ({exc})") from None
+        raise ConfigError(name, f"is not a valid PostgreSQL URL ({str(exc).strip()})") from None
+    if not str(params.get("port", "5432")).isdigit():
+        raise ConfigError(name, f"has an invalid port {params['port']!r}")
     return raw
 
 

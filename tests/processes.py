@@ -1,0 +1,79 @@
+"""Start Howdah's real processes (gunicorn, the worker, make run's launcher) for tests."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def process_env(**settings: str) -> dict:
+    """A minimal environment for a child process: PATH with the venv first, plus settings."""
+    return {"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "PYTHONUNBUFFERED": "1", **settings}
+
+
+def start(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    """Start a process in its own session, with its output in ``log_path``."""
+    with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def start_web(env: dict, log_path: Path) -> subprocess.Popen:
+    """The Procfile's web line."""
+    return start(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "webapp:create_app()"], env, log_path
+    )
+
+
+def start_worker(env: dict, log_path: Path, *args: str) -> subprocess.Popen:
+    """The Procfile's worker line."""
+    return start([sys.executable, "-m", "tasks.worker", *args], env, log_path)
+
+
+def wait_for(url: str, status: int = 200, timeout: float = 30.0) -> requests.Response:
+    """Poll ``url`` until it answers ``status``; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = requests.get(url, timeout=2)
+            if last.status_code == status:
+                return last
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer {status} in {timeout}s (last: {last})")
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    """Signal a process and wait for it; kill its whole session if it does not exit."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+    return process.returncode

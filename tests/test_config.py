@@ -1,0 +1,105 @@
+"""Settings parsing: required values, validation, and one clear line per problem."""
+
+import pytest
+
+from webapp import config
+
+VALID = {"DATABASE_URL": "postgresql://postgres@localhost/howdah", "SECRET_KEY": "s" * 32}
+
+
+def web(**changes):
+    environ = {**VALID, **changes}
+    return config.web_settings({k: v for k, v in environ.items() if v is not None})
+
+
+def test_defaults():
+    settings = web()
+    assert settings["HOWDAH_ENV"] == "production"
+    assert settings["DB_POOL_MIN_SIZE"] == 1
+    assert settings["DB_POOL_MAX_SIZE"] == 4
+    assert settings["DB_POOL_TIMEOUT"] == 1.5
+    assert settings["QUEUE_MAX_WAIT_SECONDS"] == 300
+
+
+@pytest.mark.parametrize(
+    ("changes", "name", "fragment"),
+    [
+        ({"DATABASE_URL": None}, "DATABASE_URL", "is required"),
+        ({"DATABASE_URL": "  "}, "DATABASE_URL", "is required"),
+        ({"DATABASE_URL": "mysql://root@localhost/x"}, "DATABASE_URL", "postgresql:// URL"),
+        ({"DATABASE_URL": "postgresql://h:port/db"}, "DATABASE_URL", "invalid port"),
+        ({"DATABASE_URL": "postgresql://h/db?sslmode=sometimes&x"}, "DATABASE_URL", "not a valid"),
+        ({"SECRET_KEY": None}, "SECRET_KEY", "required outside development"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY", "at least 16"),
+        ({"HOWDAH_ENV": "staging"}, "HOWDAH_ENV", "must be one of"),
+        ({"WEB_POOL_MAX_SIZE": "many"}, "WEB_POOL_MAX_SIZE", "whole number"),
+        ({"WEB_POOL_MAX_SIZE": "0"}, "WEB_POOL_MAX_SIZE", "at least 1"),
+        ({"WEB_POOL_MIN_SIZE": "5"}, "WEB_POOL_MAX_SIZE", "at least WEB_POOL_MIN_SIZE"),
+        ({"DB_POOL_TIMEOUT": "-1"}, "DB_POOL_TIMEOUT", "greater than 0"),
+        ({"DB_POOL_TIMEOUT": "soon"}, "DB_POOL_TIMEOUT", "number of seconds"),
+        ({"QUEUE_MAX_WAIT_SECONDS": "0"}, "QUEUE_MAX_WAIT_SECONDS", "at least 1"),
+    ],
+)
+def test_invalid_settings_stop_startup_with_one_line(changes, name, fragment):
+    with pytest.raises(config.ConfigError) as caught:
+        web(**changes)
+    message = str(caught.value)
+    assert caught.value.name == name
+    assert name in message and fragment in message
+    assert "\n" not in message
+    assert isinstance(caught.value, SystemExit)
+
+
+def test_development_needs_no_secret_key():
+    settings = web(HOWDAH_ENV="development", SECRET_KEY=None)
+    assert settings["SECRET_KEY"] == config.DEV_SECRET_KEY
+
+
+def test_development_keeps_a_given_secret_key():
+    assert web(HOWDAH_ENV="Development")["SECRET_KEY"] == "s" * 32
+
+
+def test_postgres_scheme_alias_is_accepted():
+    assert web(DATABASE_URL="postgres://u:p@db:5433/x")["DATABASE_URL"].startswith("postgres://")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("on", True),
+        ("0", False),
+        ("off", False),
+        ("", False),
+        (None, True),
+    ],
+)
+def test_parse_bool(raw, expected):
+    environ = {} if raw is None else {"FLAG": raw}
+    assert config.parse_bool(environ, "FLAG", default=True) is expected
+
+
+def test_parse_bool_rejects_other_words():
+    with pytest.raises(config.ConfigError, match="FLAG must be a boolean"):
+        config.parse_bool({"FLAG": "maybe"}, "FLAG", default=False)
+
+
+def test_worker_settings_need_no_secret_and_split_queues():
+    settings = config.worker_settings(
+        {
+            "DATABASE_URL": VALID["DATABASE_URL"],
+            "WORKER_QUEUES": " sms, ,email ",
+            "WORKER_CONCURRENCY": "3",
+        }
+    )
+    assert settings["WORKER_QUEUES"] == ["sms", "email"]
+    assert settings["WORKER_CONCURRENCY"] == 3
+    assert settings["DB_POOL_MAX_SIZE"] == 8
+    assert settings["WORKER_SHUTDOWN_TIMEOUT"] == 30.0
+
+
+def test_worker_settings_require_database_url():
+    with pytest.raises(config.ConfigError, match="DATABASE_URL is required"):
+        config.worker_settings({})

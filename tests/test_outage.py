@@ -1,0 +1,57 @@
+"""When the database goes away, health and API endpoints answer 503 fast, then recover."""
+
+import time
+
+import pytest
+
+from webapp import migrations
+from webapp.embedded import EmbeddedPostgres
+
+pytestmark = pytest.mark.e2e
+
+ENDPOINTS = ("/readyz", "/api/admin/status", "/api/admin/queues/health")
+
+
+@pytest.fixture
+def own_server(tmp_path_factory):
+    """A PostgreSQL server this test may stop and start at will."""
+    server = EmbeddedPostgres(migrations.PROJECT_DIR.parent / "var" / "test-outage-pgdata")
+    server.start()
+    yield server
+    server.stop()
+
+
+def timed_get(client, path):
+    started = time.monotonic()
+    response = client.get(path)
+    return response, time.monotonic() - started
+
+
+def test_outage_gives_fast_503s_then_recovers(own_server, make_app):
+    import psycopg
+
+    url = own_server.ensure_database("outage")
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrations.migrate(conn)
+    client = make_app(url).test_client()
+    for path in ENDPOINTS:
+        assert client.get(path).status_code == 200, path
+
+    own_server.stop()
+    for path in ENDPOINTS:
+        response, elapsed = timed_get(client, path)
+        assert response.status_code == 503, path
+        assert elapsed < 2.0, f"{path} took {elapsed:.2f}s"
+        assert response.is_json
+        assert "Traceback" not in response.get_data(as_text=True)
+    assert client.get("/readyz").get_json()["reason"] == "database unreachable"
+    assert client.get("/api/admin/status").get_json()["database"]["reachable"] is False
+    assert client.get("/healthz").status_code == 200
+
+    own_server.start()
+    deadline = time.monotonic() + 30
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "did not recover within 30 s"
+        time.sleep(0.2)
+    for path in ENDPOINTS:
+        assert client.get(path).status_code == 200, path

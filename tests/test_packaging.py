@@ -1,0 +1,61 @@
+"""The Procfile, docker-compose.yml and .env.example agree with each other and the code."""
+
+import re
+from pathlib import Path
+
+import yaml
+from honcho.environ import parse_procfile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def procfile() -> dict[str, str]:
+    return parse_procfile((ROOT / "Procfile").read_text()).processes
+
+
+def test_procfile_has_release_web_and_worker():
+    assert procfile() == {
+        "release": "flask --app webapp migrate",
+        "web": 'gunicorn -c gunicorn.conf.py "webapp:create_app()"',
+        "worker": "python -m tasks.worker",
+    }
+
+
+def test_compose_runs_the_procfile_commands_from_one_image():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert services["postgres"]["healthcheck"]
+    for name, command in procfile().items():
+        service = services[name]
+        assert service["build"] == "."
+        assert (
+            " ".join(service["command"]).replace("webapp:create_app()", '"webapp:create_app()"')
+            == command
+        )
+        assert service["environment"]["DATABASE_URL"].startswith("postgresql://")
+    assert services["web"]["depends_on"]["release"]["condition"] == "service_completed_successfully"
+
+
+SETTING_READS = (
+    re.compile(r'parse_\w+\(\s*environ,\s*"([A-Z][A-Z0-9_]+)"'),
+    re.compile(r'environ\.get\("([A-Z][A-Z0-9_]+)"'),
+)
+POOL_SETTINGS = {f"{p}_POOL_{s}_SIZE" for p in ("WEB", "WORKER") for s in ("MIN", "MAX")}
+
+
+def listed_in_env_example() -> set[str]:
+    return set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+
+
+def test_env_example_lists_every_setting_the_code_reads():
+    read = set(POOL_SETTINGS)  # built from a prefix in config.database_settings
+    sources = [*ROOT.glob("webapp/**/*.py"), *ROOT.glob("tasks/**/*.py"), ROOT / "gunicorn.conf.py"]
+    for path in sources:
+        for pattern in SETTING_READS:
+            read |= set(pattern.findall(path.read_text()))
+    assert read - listed_in_env_example() == set()
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    assert {name for name in listed_in_env_example() if f"`{name}`" not in readme} == set()
