@@ -1,16 +1,29 @@
 """The single Procrastinate App shared by the web and worker processes.
 
-Its connector is given no connection string here: each process opens the App
-after it starts (and after any fork) with a pool built from ``DATABASE_URL``
-(``app.open(pool)`` in the web, ``app.open_async(pool)`` in the worker).
+Its connector is given no connection string here: the worker opens the App
+with a pool built from ``DATABASE_URL`` (``app.open_async(pool)``), and the web
+process defers through a connector on its own pool (``webapp.queue``).
 """
 
 import procrastinate
 
-from tasks import diagnostics
+from tasks import diagnostics, digests, maintenance, registry, sms
+
+BLUEPRINTS = {
+    "sms": sms.bp,
+    "email": digests.bp,
+    "diagnostics": diagnostics.bp,
+    "maintenance": maintenance.bp,
+}
 
 app = procrastinate.App(
     connector=procrastinate.PsycopgConnector(),
-    import_paths=["tasks.diagnostics"],
+    import_paths=["tasks.sms", "tasks.digests", "tasks.diagnostics", "tasks.maintenance"],
 )
-app.add_tasks_from(diagnostics.bp, namespace="diagnostics")
+for namespace, blueprint in BLUEPRINTS.items():
+    app.add_tasks_from(blueprint, namespace=namespace)
+
+
+def deferrable() -> dict[str, registry.TaskSpec]:
+    """Tasks a client may defer through the API, by full name."""
+    return registry.deferrable()

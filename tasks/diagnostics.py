@@ -1,15 +1,54 @@
-"""Diagnostic tasks for checking a deployment end to end."""
+"""Diagnostic tasks for checking a deployment, for tests and for benchmarks."""
 
-import logging
+import asyncio
+import time
 
 import procrastinate
 
-log = logging.getLogger(__name__)
+from tasks import queues
+from tasks.payloads import FlakyPayload, NoopPayload, SleepPayload
+from tasks.registry import Backoff, job_task
 
 bp = procrastinate.Blueprint()
 
 
-@bp.task(name="noop", queue="default", pass_context=True)
-def noop(context: procrastinate.JobContext) -> None:
-    """Do nothing; proves that a job goes from the API through a worker."""
-    log.info("noop job %s ran", context.job.id, extra={"action": "noop"})
+class PlannedFailure(Exception):
+    """Raised on purpose by fail_then_succeed."""
+
+
+@job_task(bp, name="noop", payload=NoopPayload, queue=queues.DEFAULT, retry=Backoff(max_retries=0))
+async def noop(payload: NoopPayload, context: procrastinate.JobContext) -> None:
+    """Do nothing: proves a job goes from the API through a worker."""
+
+
+@job_task(
+    bp,
+    name="sleep",
+    payload=SleepPayload,
+    queue=queues.DEFAULT,
+    time_limit=3600,
+    retry=Backoff(max_retries=0),
+)
+async def sleep(payload: SleepPayload, context: procrastinate.JobContext) -> dict:
+    """Sleep for the given seconds, stopping early when the job is aborted."""
+    deadline = time.monotonic() + payload.seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        if context.should_abort():
+            raise procrastinate.exceptions.JobAborted("abort requested")
+        await asyncio.sleep(min(remaining, 0.1))
+    return {"slept_seconds": payload.seconds}
+
+
+@job_task(
+    bp,
+    name="fail_then_succeed",
+    payload=FlakyPayload,
+    queue=queues.DEFAULT,
+    retry=Backoff(max_retries=10, base=0.5, cap=5),
+)
+async def fail_then_succeed(payload: FlakyPayload, context: procrastinate.JobContext) -> dict:
+    """Fail the first N attempts, then succeed."""
+    attempt = context.job.attempts + 1
+    if attempt <= payload.failures:
+        raise PlannedFailure(f"planned failure {attempt} of {payload.failures}")
+    return {"succeeded_on_attempt": attempt}

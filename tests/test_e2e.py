@@ -1,5 +1,6 @@
 """Real gunicorn and worker processes against the test database."""
 
+import re
 import signal
 import time
 
@@ -52,7 +53,7 @@ def test_worker_runs_a_job_and_both_stop_cleanly_on_sigterm(service, db_url, con
     connector = procrastinate.SyncPsycopgConnector(conninfo=db_url)
     with procrastinate_app.replace_connector(connector) as app:
         app.open()
-        job_id = noop.defer()
+        job_id = noop.defer(organization_id=1)
         app.close()
 
     deadline = time.monotonic() + 20
@@ -65,7 +66,7 @@ def test_worker_runs_a_job_and_both_stop_cleanly_on_sigterm(service, db_url, con
 
     assert processes.stop(service["worker"], signal.SIGTERM, timeout=35) == 0
     assert processes.stop(service["web"], signal.SIGTERM, timeout=35) == 0
-    assert "worker stopped" in (service["logs"] / "worker.log").read_text()
+    assert re.search(r"worker \S+ stopped", (service["logs"] / "worker.log").read_text())
     # The worker unregistered itself on the way out.
     assert conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0] == 0
 

@@ -8,6 +8,8 @@ import pytest
 from tasks.app import app as procrastinate_app
 from tasks.diagnostics import noop
 
+ORG = {"organization_id": 1}
+
 
 @pytest.fixture
 def defer(db_url):
@@ -16,7 +18,7 @@ def defer(db_url):
     with procrastinate_app.replace_connector(connector) as app:
         app.open()
         try:
-            yield lambda **options: noop.configure(**options).defer()
+            yield lambda **options: noop.configure(**options).defer(**ORG)
         finally:
             app.close()
 
@@ -72,10 +74,14 @@ def test_status_shows_worker_heartbeats_and_staleness(client, conn):
     datetime.datetime.fromisoformat(workers[fresh]["last_heartbeat"])
 
 
-def test_queue_health_when_empty(client):
+def test_queue_health_lists_every_known_queue_when_empty(client):
     response = client.get("/api/admin/queues/health")
     assert response.status_code == 200
-    assert response.get_json() == {"healthy": True, "max_wait_seconds": 300, "queues": []}
+    body = response.get_json()
+    assert body["healthy"] is True and body["max_wait_seconds"] == 300
+    assert [q["name"] for q in body["queues"]] == ["default", "email-digests", "sms-notifications"]
+    assert all(q["oldest_waiting_seconds"] is None for q in body["queues"])
+    assert all(set(q["counts"].values()) == {0} for q in body["queues"])
 
 
 def test_queue_health_counts_jobs_by_status(client, defer, conn):
@@ -123,8 +129,8 @@ def test_overdue_scheduled_job_waits_from_its_schedule(client, defer, conn):
     conn.execute(
         "UPDATE procrastinate_events SET at = now() - interval '1 hour' WHERE job_id = %s", (job,)
     )
-    queue = client.get("/api/admin/queues/health").get_json()["queues"][0]
-    assert 25 < queue["oldest_waiting_seconds"] < 60
+    queues = {q["name"]: q for q in client.get("/api/admin/queues/health").get_json()["queues"]}
+    assert 25 < queues["default"]["oldest_waiting_seconds"] < 60
 
 
 def test_queue_health_threshold_is_configurable(make_app, db_url, defer, conn):

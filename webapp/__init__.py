@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from webapp import cli, db, errors, health, views
+from webapp import cli, db, errors, health, queue, views
 from webapp.api import bp as api_bp
 from webapp.config import web_settings
 
@@ -22,6 +22,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     logging.basicConfig(level=settings["LOG_LEVEL"], format="%(levelname)s %(name)s: %(message)s")
 
     db.init_app(app)
+    queue.QueueService(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(api_bp)

@@ -129,6 +129,10 @@ def web_settings(environ: Mapping[str, str]) -> dict:
         "DB_POOL_TIMEOUT": parse_seconds(environ, "DB_POOL_TIMEOUT", 1.5),
         "QUEUE_MAX_WAIT_SECONDS": parse_int(environ, "QUEUE_MAX_WAIT_SECONDS", 300, minimum=1),
         "WORKER_STALE_SECONDS": parse_int(environ, "WORKER_STALE_SECONDS", 30, minimum=1),
+        "API_MAX_BODY_BYTES": parse_int(environ, "API_MAX_BODY_BYTES", 256 * 1024, minimum=1024),
+        "API_BATCH_MAX_BODY_BYTES": parse_int(
+            environ, "API_BATCH_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024
+        ),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
     }
 
@@ -142,5 +146,9 @@ def worker_settings(environ: Mapping[str, str]) -> dict:
         "WORKER_QUEUES": queues,
         "WORKER_NAME": environ.get("WORKER_NAME", "").strip() or None,
         "WORKER_SHUTDOWN_TIMEOUT": parse_seconds(environ, "WORKER_SHUTDOWN_TIMEOUT", 30.0),
+        "WORKER_POLL_INTERVAL": parse_seconds(environ, "WORKER_POLL_INTERVAL", 0.5),
+        "WORKER_STALLED_AFTER": parse_int(environ, "WORKER_STALLED_AFTER", 30, minimum=15),
+        "LOST_JOB_MAX_ATTEMPTS": parse_int(environ, "LOST_JOB_MAX_ATTEMPTS", 5, minimum=1),
+        "JOB_RETENTION_DAYS": parse_int(environ, "JOB_RETENTION_DAYS", 7, minimum=1),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
     }

@@ -2,15 +2,28 @@
 
 import json
 import logging
+from typing import Any, NoReturn
 
 import psycopg
 from flask import Flask, render_template, request
 from jinja2 import TemplateNotFound
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import (
+    HTTPException,
+    InternalServerError,
+    ServiceUnavailable,
+    default_exceptions,
+)
 
 from webapp import db
 
 log = logging.getLogger(__name__)
+
+
+def api_error(code: int, message: str, **extra: Any) -> NoReturn:
+    """Stop the request with an HTTP error whose JSON body carries ``extra`` fields too."""
+    error = default_exceptions[code](message)
+    error.extra = extra
+    raise error
 
 
 def wants_json() -> bool:
@@ -22,7 +35,8 @@ def render_error(error: HTTPException):
     """Render an HTTP error as JSON ``{error, message}`` or as ``errors/<code>.html``."""
     response = error.get_response()
     if wants_json():
-        response.data = json.dumps({"error": error.name, "message": error.description})
+        body = {"error": error.name, "message": error.description, **getattr(error, "extra", {})}
+        response.data = json.dumps(body)
         response.content_type = "application/json"
         return response
     try:

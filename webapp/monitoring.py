@@ -67,13 +67,13 @@ def versions(server_version: str | None) -> dict:
     }
 
 
-def queue_health(conn: psycopg.Connection, max_wait: float) -> dict:
+def queue_health(conn: psycopg.Connection, max_wait: float, known: tuple[str, ...] = ()) -> dict:
     """Per queue: counts by status, the oldest waiting job's age, and a healthy flag.
 
     A queue is healthy while its longest-waiting runnable job has waited at
-    most ``max_wait`` seconds.
+    most ``max_wait`` seconds. The ``known`` queues are listed even when empty.
     """
-    queues: dict[str, dict] = {}
+    queues: dict[str, dict] = {name: _empty_queue(name) for name in known}
     for row in store.count_jobs_by_queue_and_status(conn):
         queue = queues.setdefault(row["queue_name"], _empty_queue(row["queue_name"]))
         queue["counts"][row["status"]] = row["count"]

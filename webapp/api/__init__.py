@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-from webapp.api import admin  # noqa: E402, F401 - registers routes on bp
+from webapp.api import admin, jobs, openapi, tasks  # noqa: E402, F401 - register routes on bp

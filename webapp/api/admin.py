@@ -6,6 +6,7 @@ from flask import current_app
 
 from webapp import db, monitoring
 from webapp.api import bp
+from webapp.queue import get_queue
 
 log = logging.getLogger(__name__)
 
@@ -36,5 +37,5 @@ def get_status():
 @bp.get("/admin/queues/health")
 def get_queues_health():
     """Per-queue counts, oldest waiting job and a healthy flag: 200 if all healthy, else 503."""
-    health = monitoring.queue_health(db.get_conn(), current_app.config["QUEUE_MAX_WAIT_SECONDS"])
+    health = get_queue().health()
     return health, 200 if health["healthy"] else 503

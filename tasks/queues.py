@@ -1,0 +1,7 @@
+"""Queue names, kept in one place."""
+
+SMS = "sms-notifications"
+EMAIL = "email-digests"
+DEFAULT = "default"
+
+ALL = (SMS, EMAIL, DEFAULT)

@@ -1,0 +1,134 @@
+"""How Howdah tasks are declared: payload model, queue, retry policy, priority, time limit.
+
+``job_task`` wraps an async function ``fn(payload, context)`` into a
+Procrastinate task that validates its arguments with the payload model and
+stops at the time limit. Every task declared this way may be deferred through
+the API; ``deferrable()`` lists them.
+"""
+
+import asyncio
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+import procrastinate
+import pydantic
+from procrastinate import JobContext
+
+from tasks.payloads import JobPayload
+
+
+class InvalidPayload(Exception):
+    """A job's arguments do not match its task's payload model; retrying cannot help."""
+
+
+class TimeLimitExceeded(Exception):
+    """A job ran past its task's time limit."""
+
+
+@dataclass(frozen=True)
+class Backoff(procrastinate.BaseRetryStrategy):
+    """Exponential backoff with a cap: base, 2*base, 4*base, ... at most ``cap`` seconds."""
+
+    max_retries: int = 5
+    base: float = 2.0
+    cap: float = 300.0
+
+    def delay(self, retries_done: int) -> float:
+        """Seconds to wait before retry number ``retries_done + 1``."""
+        return min(self.cap, self.base * 2**retries_done)
+
+    def get_retry_decision(
+        self, *, exception: BaseException, job: procrastinate.jobs.Job
+    ) -> procrastinate.RetryDecision | None:
+        if isinstance(exception, InvalidPayload) or job.attempts >= self.max_retries:
+            return None
+        return procrastinate.RetryDecision(retry_in={"seconds": self.delay(job.attempts)})
+
+    def describe(self) -> dict:
+        return {"max_retries": self.max_retries, "base_seconds": self.base, "cap_seconds": self.cap}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A deferrable task and its defaults."""
+
+    task: procrastinate.tasks.Task
+    payload: type[JobPayload]
+    queue: str
+    priority: int
+    time_limit: float
+    retry: Backoff
+    description: str = field(default="")
+
+    @property
+    def name(self) -> str:
+        """The full task name, with its namespace once the App has added it."""
+        return self.task.name
+
+    def describe(self) -> dict:
+        """What GET /api/v1/tasks shows."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "queue": self.queue,
+            "priority": self.priority,
+            "time_limit_seconds": self.time_limit,
+            "retry": self.retry.describe(),
+            "payload_schema": self.payload.model_json_schema(),
+        }
+
+
+_SPECS: list[TaskSpec] = []
+
+
+def job_task(
+    bp: procrastinate.Blueprint,
+    *,
+    name: str,
+    payload: type[JobPayload],
+    queue: str,
+    priority: int = 0,
+    time_limit: float = 60.0,
+    retry: Backoff | None = None,
+):
+    """Declare an async task taking a validated payload; see the module docstring."""
+    retry = retry or Backoff()
+
+    def decorator(fn):
+        @functools.wraps(fn)
+        async def run(context: JobContext, **kwargs: Any):
+            try:
+                data = payload.model_validate(kwargs)
+            except pydantic.ValidationError as exc:
+                raise InvalidPayload(str(exc)) from None
+            try:
+                async with asyncio.timeout(time_limit):
+                    return await fn(data, context)
+            except TimeoutError:
+                raise TimeLimitExceeded(
+                    f"{context.job.task_name} exceeded its {time_limit:g} s time limit"
+                ) from None
+
+        task = bp.task(name=name, queue=queue, priority=priority, retry=retry, pass_context=True)(
+            run
+        )
+        _SPECS.append(
+            TaskSpec(
+                task,
+                payload,
+                queue,
+                priority,
+                time_limit,
+                retry,
+                (fn.__doc__ or "").strip().splitlines()[0],
+            )
+        )
+        return task
+
+    return decorator
+
+
+def deferrable() -> dict[str, TaskSpec]:
+    """Every task declared with ``job_task``, by full name."""
+    return {spec.name: spec for spec in _SPECS}

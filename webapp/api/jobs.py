@@ -1,0 +1,232 @@
+"""/api/v1/jobs: put jobs in, read them, cancel and retry them."""
+
+import pydantic
+from flask import current_app, request, url_for
+
+from webapp import db
+from webapp.api import bp, tenancy
+from webapp.api.schemas import BatchRequest, JobRequest
+from webapp.errors import api_error
+from webapp.queue import (
+    DuplicateJob,
+    InvalidState,
+    JobOptions,
+    JobRejected,
+    WrongOrganization,
+    field_errors,
+    get_queue,
+)
+from webapp.store import attempts as attempts_store
+
+STATUSES = ("todo", "doing", "succeeded", "failed", "cancelled", "aborted")
+DEFAULT_PAGE, MAX_PAGE = 50, 500
+
+
+def json_object(limit_setting: str) -> dict:
+    """The request's JSON object body, within the configured size limit."""
+    request.max_content_length = current_app.config[limit_setting]
+    if not request.is_json:
+        api_error(415, "send a JSON body with Content-Type: application/json")
+    body = request.get_json()  # malformed JSON: 400; too large: 413
+    if not isinstance(body, dict):
+        api_error(
+            422,
+            "the body must be a JSON object",
+            errors=[{"field": "body", "message": "expected an object", "type": "type"}],
+        )
+    return body
+
+
+def parse_job_request(body: dict, prefix: str = "") -> tuple[JobRequest | None, list[dict]]:
+    try:
+        return JobRequest.model_validate(body), []
+    except pydantic.ValidationError as exc:
+        return None, field_errors(exc, prefix)
+
+
+def to_options(job: JobRequest) -> JobOptions:
+    return JobOptions(
+        queue=job.queue,
+        priority=job.priority,
+        run_at=job.run_at,
+        delay_seconds=job.delay_seconds,
+        idempotency_key=job.idempotency_key,
+    )
+
+
+def links(job_id: int) -> dict:
+    return {
+        "self": url_for("api.get_job", job_id=job_id),
+        "attempts": url_for("api.list_job_attempts", job_id=job_id),
+        "cancel": url_for("api.cancel_job", job_id=job_id),
+        "retry": url_for("api.retry_job", job_id=job_id),
+    }
+
+
+def accepted(job) -> dict:
+    """The 202 body for a job just deferred."""
+    return {
+        "id": job.id,
+        "status": "todo",
+        "task": job.task_name,
+        "queue": job.queue,
+        "links": links(job.id),
+    }
+
+
+def iso(value):
+    return None if value is None else value.isoformat()
+
+
+def job_document(row: dict) -> dict:
+    """A job as the API shows it."""
+    last_error = None
+    if row["error_class"] is not None:
+        last_error = {"class": row["error_class"], "message": row["error_message"]}
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "task": row["task_name"],
+        "queue": row["queue_name"],
+        "priority": row["priority"],
+        "organization_id": row["args"].get("organization_id"),
+        "payload": row["args"],
+        "attempts": row["runs"],
+        "abort_requested": row["abort_requested"],
+        "created_at": iso(row["created_at"]),
+        "scheduled_at": iso(row["scheduled_at"]),
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
+        "last_error": last_error,
+        "links": links(row["id"]),
+    }
+
+
+def defer_or_fail(requests, organization_id):
+    """Defer through the queue service, turning its refusals into API errors."""
+    try:
+        return get_queue().defer_many(requests, organization_id)
+    except JobRejected as exc:
+        api_error(422, "the job request is invalid", errors=exc.errors)
+    except WrongOrganization as exc:
+        api_error(403, str(exc))
+    except DuplicateJob as exc:
+        extra = (
+            {"job_id": exc.job_id}
+            if exc.index is None
+            else {"job_id": exc.job_id, "index": exc.index}
+        )
+        api_error(409, "a job with this idempotency key is still waiting", **extra)
+
+
+def get_job_or_404(job_id: int) -> dict:
+    """The job, if it exists for the acting organization; 404 otherwise."""
+    job = get_queue().get(job_id, tenancy.acting_organization())
+    if job is None:
+        api_error(404, f"no job {job_id}")
+    return job
+
+
+@bp.post("/v1/jobs")
+def create_job():
+    """Defer one job: 202 with its id and links."""
+    job, errors = parse_job_request(json_object("API_MAX_BODY_BYTES"))
+    if errors:
+        api_error(422, "the job request is invalid", errors=errors)
+    (deferred,) = defer_or_fail(
+        [(job.task, job.payload, to_options(job))], tenancy.acting_organization()
+    )
+    return accepted(deferred), 202, {"Location": url_for("api.get_job", job_id=deferred.id)}
+
+
+@bp.post("/v1/jobs/batch")
+def create_jobs_batch():
+    """Defer up to 1,000 jobs in one transaction: all of them, or none with errors by index."""
+    try:
+        batch = BatchRequest.model_validate(json_object("API_BATCH_MAX_BODY_BYTES"))
+    except pydantic.ValidationError as exc:
+        api_error(422, "the batch request is invalid", errors=field_errors(exc))
+    parsed = [parse_job_request(item) for item in batch.jobs]
+    errors = [{"index": i, **e} for i, (_, errs) in enumerate(parsed) for e in errs]
+    if errors:
+        api_error(422, "some jobs in the batch are invalid; none was deferred", errors=errors)
+    deferred = defer_or_fail(
+        [(j.task, j.payload, to_options(j)) for j, _ in parsed], tenancy.acting_organization()
+    )
+    return {"jobs": [accepted(job) for job in deferred]}, 202
+
+
+@bp.get("/v1/jobs/<int:job_id>")
+def get_job(job_id: int):
+    """A job's status, task, queue, attempts, times and last error."""
+    return job_document(get_job_or_404(job_id))
+
+
+@bp.get("/v1/jobs/<int:job_id>/attempts")
+def list_job_attempts(job_id: int):
+    """Every recorded attempt of a job, with its error and traceback."""
+    get_job_or_404(job_id)
+    rows = attempts_store.list_attempts(db.get_conn(), job_id)
+    return {
+        "attempts": [
+            {**row, "started_at": iso(row["started_at"]), "finished_at": iso(row["finished_at"])}
+            for row in rows
+        ]
+    }
+
+
+@bp.get("/v1/jobs")
+def list_jobs():
+    """Jobs newest first, filtered by status, queue and task, with keyset pagination."""
+    args = request.args
+    status = args.get("status") or None
+    if status is not None and status not in STATUSES:
+        api_error(422, f"status must be one of {', '.join(STATUSES)}")
+    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    cursor = _int_arg("cursor", None, 1, None)
+    rows = get_queue().list_jobs(
+        tenancy.acting_organization(),
+        status=status,
+        queue=args.get("queue") or None,
+        task=args.get("task") or None,
+        before_id=cursor,
+        limit=limit + 1,
+    )
+    page = rows[:limit]
+    next_cursor = str(page[-1]["id"]) if len(rows) > limit else None
+    return {"jobs": [job_document(row) for row in page], "next_cursor": next_cursor}
+
+
+@bp.post("/v1/jobs/<int:job_id>/cancel")
+def cancel_job(job_id: int):
+    """Cancel a waiting job (200), or request an abort of a running one (202)."""
+    job = get_job_or_404(job_id)
+    try:
+        cancelled = get_queue().cancel(job)
+    except InvalidState as exc:
+        api_error(409, str(exc), status=job["status"])
+    return job_document(get_job_or_404(job_id)), 200 if cancelled else 202
+
+
+@bp.post("/v1/jobs/<int:job_id>/retry")
+def retry_job(job_id: int):
+    """Run a failed, cancelled or aborted job again: 202 with the job that will run."""
+    job = get_job_or_404(job_id)
+    try:
+        new_id = get_queue().retry(job)
+    except InvalidState as exc:
+        api_error(409, str(exc), status=job["status"])
+    body = job_document(get_job_or_404(new_id))
+    if new_id != job_id:
+        body["retried_from"] = job_id
+    return body, 202, {"Location": url_for("api.get_job", job_id=new_id)}
+
+
+def _int_arg(name: str, default, minimum: int, maximum: int | None):
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    if not raw.isdigit() or int(raw) < minimum or (maximum is not None and int(raw) > maximum):
+        bounds = f"{minimum}-{maximum}" if maximum else f">= {minimum}"
+        api_error(422, f"{name} must be a whole number ({bounds})")
+    return int(raw)

@@ -1,0 +1,251 @@
+"""The queue service: the one path by which the API and the forms put jobs in and steer them.
+
+``init_app`` attaches it to the Flask app. Procrastinate's JobManager runs on
+the web process's own pool, opened per process after fork.
+"""
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import procrastinate
+import pydantic
+from flask import Flask, current_app
+from procrastinate.manager import JobManager
+
+import tasks.app  # a module reference: tasks and webapp import each other
+from tasks import queues
+from webapp import db, monitoring
+from webapp.store import jobs as store
+
+EXTENSION = "howdah_queue"
+CANCELLABLE = {"todo", "doing"}
+RETRYABLE = {"failed", "cancelled", "aborted"}
+
+
+class JobRejected(Exception):
+    """The request cannot become a job; ``errors`` say why, field by field."""
+
+    def __init__(self, errors: list[dict]):
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+class DuplicateJob(Exception):
+    """A job with the same idempotency key is still waiting."""
+
+    def __init__(self, job_id: int | None, index: int | None = None):
+        super().__init__(f"a job with this idempotency key is waiting: {job_id}")
+        self.job_id = job_id
+        self.index = index
+
+
+class WrongOrganization(Exception):
+    """The payload names an organization other than the one the request acts for."""
+
+
+class InvalidState(Exception):
+    """The job's status does not allow this action."""
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How to defer: everything a client may set besides the payload."""
+
+    queue: str | None = None
+    priority: int | None = None
+    run_at: datetime.datetime | None = None
+    delay_seconds: float | None = None
+    idempotency_key: str | None = None
+
+
+def field_errors(error: pydantic.ValidationError, prefix: str = "") -> list[dict]:
+    """pydantic's errors as ``{field, message, type}``, with dotted field paths."""
+    return [
+        {
+            "field": ".".join(str(p) for p in (prefix, *e["loc"]) if p != "") or prefix or "body",
+            "message": e["msg"],
+            "type": e["type"],
+        }
+        for e in error.errors(include_url=False)
+    ]
+
+
+def queueing_lock(organization_id: int, idempotency_key: str | None) -> str | None:
+    """Idempotency keys are unique per organization, not across tenants."""
+    return None if idempotency_key is None else f"org:{organization_id}:{idempotency_key}"
+
+
+class QueueService:
+    """Defer, read, cancel and retry jobs; see the module docstring."""
+
+    def __init__(self, app: Flask | None = None):
+        self._manager: JobManager | None = None
+        self._pid: int | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions[EXTENSION] = self
+
+    @property
+    def manager(self) -> JobManager:
+        """Procrastinate's JobManager on this process's pool (opened after fork)."""
+        if self._manager is None or self._pid != os.getpid():
+            connector = procrastinate.SyncPsycopgConnector()
+            connector.open(db.get_db().pool)
+            self._manager, self._pid = JobManager(connector), os.getpid()
+        return self._manager
+
+    def build(
+        self, task_name: str, payload: Any, options: JobOptions, organization_id: int | None = None
+    ) -> procrastinate.jobs.Job:
+        """Validate a request against its task and return the job to insert.
+
+        ``organization_id``, when given, is the only organization the job may belong to.
+        """
+        spec = tasks.app.deferrable().get(task_name)
+        if spec is None:
+            raise JobRejected(
+                [
+                    {
+                        "field": "task",
+                        "message": f"unknown task {task_name!r}",
+                        "type": "unknown_task",
+                    }
+                ]
+            )
+        try:
+            data = spec.payload.model_validate(payload)
+        except pydantic.ValidationError as exc:
+            raise JobRejected(field_errors(exc, "payload")) from None
+        if organization_id is not None and data.organization_id != organization_id:
+            raise WrongOrganization(f"this request cannot defer jobs for {data.organization_id}")
+        if options.queue is not None and options.queue not in queues.ALL:
+            raise JobRejected(
+                [
+                    {
+                        "field": "queue",
+                        "message": f"unknown queue {options.queue!r}",
+                        "type": "unknown_queue",
+                    }
+                ]
+            )
+        return spec.task.configure(
+            task_kwargs=data.model_dump(mode="json"),
+            queue=options.queue,
+            priority=options.priority,
+            schedule_at=options.run_at,
+            schedule_in=None
+            if options.delay_seconds is None
+            else {"seconds": options.delay_seconds},
+            queueing_lock=queueing_lock(data.organization_id, options.idempotency_key),
+        ).job
+
+    def defer(
+        self, task_name: str, payload: Any, organization_id: int | None = None, **options: Any
+    ) -> int:
+        """Validate and insert one job; return its id."""
+        jobs = self.defer_many([(task_name, payload, JobOptions(**options))], organization_id)
+        return jobs[0].id
+
+    def defer_many(
+        self, requests: list[tuple[str, Any, JobOptions]], organization_id: int | None = None
+    ) -> list[procrastinate.jobs.Job]:
+        """Insert jobs all together or not at all, and return them with their ids.
+
+        Raises ``JobRejected`` (errors carry the index of each culprit) or ``DuplicateJob``.
+        """
+        built, errors = {}, []
+        for index, (task_name, payload, options) in enumerate(requests):
+            try:
+                built[index] = self.build(task_name, payload, options, organization_id)
+            except JobRejected as exc:
+                errors += [{"index": index, **error} for error in exc.errors]
+        errors += _repeated_keys(built)
+        if errors:
+            raise JobRejected(sorted(errors, key=lambda e: e["index"]))
+        try:
+            return self.manager.batch_defer_jobs(list(built.values()))
+        except procrastinate.exceptions.AlreadyEnqueued as exc:
+            lock = exc.queueing_lock
+            index = next((i for i, job in built.items() if job.queueing_lock == lock), None)
+            raise DuplicateJob(self._waiting_job(lock), index) from None
+
+    def _waiting_job(self, lock: str | None) -> int | None:
+        return None if lock is None else store.get_job_id_by_queueing_lock(db.get_conn(), lock)
+
+    def get(self, job_id: int, organization_id: int | None) -> dict | None:
+        """The job if it exists in this scope, else None (another tenant's job included)."""
+        return store.get_job(db.get_conn(), job_id, organization_id)
+
+    def list_jobs(self, organization_id: int | None, **filters: Any) -> list[dict]:
+        """Jobs in scope, newest first; see ``store.jobs.list_jobs`` for the filters."""
+        return store.list_jobs(db.get_conn(), organization_id, **filters)
+
+    def health(self) -> dict:
+        """Per-queue counts, oldest waiting job and healthy flags."""
+        max_wait = current_app.config["QUEUE_MAX_WAIT_SECONDS"]
+        return monitoring.queue_health(db.get_conn(), max_wait, known=queues.ALL)
+
+    def cancel(self, job: dict) -> bool:
+        """Cancel a waiting job (True) or ask a running one to abort (False)."""
+        if job["status"] not in CANCELLABLE:
+            raise InvalidState(f"a {job['status']} job cannot be cancelled")
+        if not self.manager.cancel_job_by_id(job["id"], abort=True):
+            raise InvalidState("the job finished before it could be cancelled")
+        return job["status"] == "todo"
+
+    def retry(self, job: dict) -> int:
+        """Run a finished, unsuccessful job again; return the id of the job that will run.
+
+        A failed job goes back to its queue as it is (its attempts stay on record);
+        a cancelled or aborted one is deferred afresh as a new job.
+        """
+        if job["status"] not in RETRYABLE:
+            raise InvalidState(f"a {job['status']} job cannot be retried")
+        if job["status"] == "failed":
+            try:
+                self.manager.retry_job_by_id(job["id"], retry_at=_now())
+            except procrastinate.exceptions.ConnectorException:
+                raise InvalidState("the job is no longer failed") from None
+            return job["id"]
+        copy = procrastinate.jobs.Job(
+            id=None,
+            queue=job["queue_name"],
+            lock=None,
+            queueing_lock=None,
+            task_name=job["task_name"],
+            priority=job["priority"],
+            task_kwargs=job["args"],
+        )
+        return self.manager.defer_job(copy).id
+
+
+def _repeated_keys(built: dict[int, procrastinate.jobs.Job]) -> list[dict]:
+    seen: dict[str, int] = {}
+    errors = []
+    for index, job in built.items():
+        if job.queueing_lock is None:
+            continue
+        if job.queueing_lock in seen:
+            errors.append(
+                {
+                    "index": index,
+                    "field": "idempotency_key",
+                    "type": "duplicate",
+                    "message": f"repeats the key of job {seen[job.queueing_lock]}",
+                }
+            )
+        seen.setdefault(job.queueing_lock, index)
+    return errors
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def get_queue() -> QueueService:
+    """The app's queue service."""
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,42 @@
+"""Attempt records: written by the worker (async), read by the web (sync)."""
+
+import psycopg
+from psycopg.rows import dict_row
+
+COLUMNS = (
+    "job_id",
+    "attempt",
+    "worker_name",
+    "outcome",
+    "started_at",
+    "finished_at",
+    "error_class",
+    "error_message",
+    "traceback",
+    "result_summary",
+)
+
+INSERT_MANY = f"""
+    INSERT INTO job_attempts ({", ".join(COLUMNS)})
+    SELECT * FROM unnest(
+        %s::bigint[], %s::int[], %s::text[], %s::text[], %s::timestamptz[],
+        %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[]
+    )
+    ON CONFLICT (job_id, attempt) DO NOTHING
+"""
+
+
+async def insert_attempts(conn: psycopg.AsyncConnection, rows: list[tuple]) -> None:
+    """Insert attempt rows (tuples in COLUMNS order) in one statement; repeats are ignored."""
+    columns = [list(values) for values in zip(*rows, strict=True)]
+    await conn.execute(INSERT_MANY, columns)
+
+
+def list_attempts(conn: psycopg.Connection, job_id: int) -> list[dict]:
+    """A job's recorded attempts, first to last."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT {', '.join(COLUMNS)}, extract(epoch FROM finished_at - started_at)::float"
+            " AS duration_seconds FROM job_attempts WHERE job_id = %s ORDER BY attempt",
+            (job_id,),
+        ).fetchall()

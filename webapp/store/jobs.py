@@ -1,0 +1,89 @@
+"""Reads and state changes on jobs, scoped by organization (``None`` = every organization)."""
+
+import psycopg
+from psycopg.rows import dict_row
+
+# One row per job, with times from Procrastinate's events and the last error we recorded.
+JOB_COLUMNS = """
+    j.id, j.status::text AS status, j.task_name, j.queue_name, j.priority, j.args,
+    j.scheduled_at, j.abort_requested, j.queueing_lock,
+    ev.created_at, ev.started_at, ev.finished_at, ev.runs,
+    err.error_class, err.error_message
+"""
+JOB_JOINS = """
+    LEFT JOIN LATERAL (
+        SELECT min(e.at) FILTER (WHERE e.type = 'deferred') AS created_at,
+               max(e.at) FILTER (WHERE e.type = 'started') AS started_at,
+               max(e.at) FILTER (WHERE e.type IN ('succeeded', 'failed', 'cancelled', 'aborted'))
+                   AS finished_at,
+               count(*) FILTER (WHERE e.type = 'started') AS runs
+        FROM procrastinate_events e WHERE e.job_id = j.id
+    ) ev ON true
+    LEFT JOIN LATERAL (
+        SELECT a.error_class, a.error_message FROM job_attempts a
+        WHERE a.job_id = j.id AND a.outcome <> 'succeeded'
+        ORDER BY a.attempt DESC LIMIT 1
+    ) err ON true
+"""
+IN_SCOPE = "(%(org)s::text IS NULL OR j.args ->> 'organization_id' = %(org)s::text)"
+
+
+def _scope(organization_id: int | None) -> str | None:
+    return None if organization_id is None else str(organization_id)
+
+
+def get_job(conn: psycopg.Connection, job_id: int, organization_id: int | None) -> dict | None:
+    """One job with its times, run count and last error, if it is in scope."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT {JOB_COLUMNS} FROM procrastinate_jobs j {JOB_JOINS}"
+            f" WHERE j.id = %(id)s AND {IN_SCOPE}",
+            {"id": job_id, "org": _scope(organization_id)},
+        ).fetchone()
+
+
+def list_jobs(
+    conn: psycopg.Connection,
+    organization_id: int | None,
+    *,
+    status: str | None = None,
+    queue: str | None = None,
+    task: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[dict]:
+    """Jobs in scope, newest first, after the ``before_id`` cursor (keyset pagination)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""
+            SELECT {JOB_COLUMNS} FROM (
+                SELECT * FROM procrastinate_jobs j
+                WHERE {IN_SCOPE}
+                  AND (%(status)s::text IS NULL OR j.status::text = %(status)s)
+                  AND (%(queue)s::text IS NULL OR j.queue_name = %(queue)s)
+                  AND (%(task)s::text IS NULL OR j.task_name = %(task)s)
+                  AND (%(before)s::bigint IS NULL OR j.id < %(before)s)
+                ORDER BY j.id DESC
+                LIMIT %(limit)s
+            ) j {JOB_JOINS}
+            ORDER BY j.id DESC
+            """,
+            {
+                "org": _scope(organization_id),
+                "status": status,
+                "queue": queue,
+                "task": task,
+                "before": before_id,
+                "limit": limit,
+            },
+        ).fetchall()
+
+
+def get_job_id_by_queueing_lock(conn: psycopg.Connection, queueing_lock: str) -> int | None:
+    """The newest job holding this queueing lock (the one an idempotency key points at)."""
+    row = conn.execute(
+        "SELECT id FROM procrastinate_jobs WHERE queueing_lock = %s"
+        " ORDER BY (status = 'todo') DESC, id DESC LIMIT 1",
+        (queueing_lock,),
+    ).fetchone()
+    return None if row is None else row[0]
