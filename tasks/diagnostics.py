@@ -44,7 +44,7 @@ async def sleep(payload: SleepPayload, context: procrastinate.JobContext) -> dic
     name="fail_then_succeed",
     payload=FlakyPayload,
     queue=queues.DEFAULT,
-    retry=Backoff(max_retries=10, base=0.5, cap=5),
+    retry=Backoff(max_retries=3, base=0.25, cap=2),
 )
 async def fail_then_succeed(payload: FlakyPayload, context: procrastinate.JobContext) -> dict:
     """Fail the first N attempts, then succeed."""

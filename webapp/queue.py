@@ -169,7 +169,8 @@ class QueueService:
         try:
             return self.manager.batch_defer_jobs(list(built.values()))
         except procrastinate.exceptions.AlreadyEnqueued as exc:
-            lock = exc.queueing_lock
+            # Procrastinate names the lock on the UniqueViolation it raises from.
+            lock = getattr(exc.__cause__, "queueing_lock", None)
             index = next((i for i, job in built.items() if job.queueing_lock == lock), None)
             raise DuplicateJob(self._waiting_job(lock), index) from None
 

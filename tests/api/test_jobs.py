@@ -1,0 +1,263 @@
+"""POST/GET /api/v1/jobs and friends: every status code, on a real PostgreSQL."""
+
+import datetime
+
+import pytest
+
+SMS = {
+    "task": "sms:send_notification",
+    "payload": {"organization_id": 1, "to": "+14155550123", "body": "Your order shipped."},
+}
+NOOP = {"task": "diagnostics:noop", "payload": {"organization_id": 1}}
+
+
+def job_row(conn, job_id):
+    return conn.execute(
+        "SELECT task_name, queue_name, priority, args, status::text, scheduled_at,"
+        " queueing_lock FROM procrastinate_jobs WHERE id = %s",
+        (job_id,),
+    ).fetchone()
+
+
+def post(client, body, path="/api/v1/jobs", **kwargs):
+    return client.post(path, json=body, **kwargs)
+
+
+def test_create_job_defers_a_row_with_the_organization_in_its_args(client, conn):
+    response = post(client, SMS)
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "todo"
+    assert body["task"] == "sms:send_notification"
+    assert body["queue"] == "sms-notifications"
+    assert response.headers["Location"] == f"/api/v1/jobs/{body['id']}"
+    assert body["links"]["self"] == response.headers["Location"]
+    task, queue, priority, args, status, scheduled_at, lock = job_row(conn, body["id"])
+    assert (task, queue, priority, status) == (
+        "sms:send_notification",
+        "sms-notifications",
+        10,
+        "todo",
+    )
+    assert args == SMS["payload"]
+    assert scheduled_at is None and lock is None
+
+
+def test_options_override_queue_and_priority_and_schedule(client, conn):
+    run_at = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    response = post(
+        client, {**NOOP, "queue": "email-digests", "priority": 99, "run_at": run_at.isoformat()}
+    )
+    assert response.status_code == 202
+    _, queue, priority, _, _, scheduled_at, _ = job_row(conn, response.get_json()["id"])
+    assert (queue, priority, scheduled_at) == ("email-digests", 99, run_at)
+
+    delayed = post(client, {**NOOP, "delay_seconds": 3600}).get_json()
+    scheduled_at = job_row(conn, delayed["id"])[5]
+    expected = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    assert abs((scheduled_at - expected).total_seconds()) < 60
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**SMS, "task": "sms:nope"}, "task"),
+        ({"payload": SMS["payload"]}, "task"),
+        ({"task": "sms:send_notification"}, "payload"),
+        ({**SMS, "payload": {**SMS["payload"], "to": "555"}}, "payload.to"),
+        ({**SMS, "payload": {**SMS["payload"], "body": "x" * 1601}}, "payload.body"),
+        ({**SMS, "payload": {"to": "+14155550123", "body": "hi"}}, "payload.organization_id"),
+        (
+            {**SMS, "payload": {**SMS["payload"], "organization_id": "one"}},
+            "payload.organization_id",
+        ),
+        ({**SMS, "payload": {**SMS["payload"], "organization_id": 0}}, "payload.organization_id"),
+        ({**SMS, "run_at": "2030-01-02T03:04:05"}, "run_at"),
+        ({**SMS, "run_at": "2030-01-02T03:04:05Z", "delay_seconds": 5}, "body"),
+        ({**SMS, "delay_seconds": -1}, "delay_seconds"),
+        ({**SMS, "priority": 5000}, "priority"),
+        ({**SMS, "queue": "no-such-queue"}, "queue"),
+        ({**SMS, "idempotency_key": ""}, "idempotency_key"),
+        ({**SMS, "colour": "blue"}, "colour"),
+    ],
+)
+def test_invalid_requests_get_422_with_field_errors(client, conn, body, field):
+    response = post(client, body)
+    assert response.status_code == 422
+    errors = response.get_json()["errors"]
+    assert field in {e["field"] for e in errors}, errors
+    assert all(e["message"] for e in errors)
+    assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 0
+
+
+def test_malformed_json_is_400(client):
+    response = client.post("/api/v1/jobs", data="{nope", content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "Bad Request"
+
+
+def test_not_json_is_415(client):
+    response = client.post("/api/v1/jobs", data="task=x")
+    assert response.status_code == 415
+    assert response.is_json
+
+
+@pytest.mark.parametrize("raw", ["[]", '"text"', "3", "null"])
+def test_json_that_is_not_an_object_is_422(client, raw):
+    response = client.post("/api/v1/jobs", data=raw, content_type="application/json")
+    assert response.status_code == 422
+
+
+def test_body_over_the_limit_is_413(make_app, db_url, conn):
+    client = make_app(db_url, API_MAX_BODY_BYTES="2048").test_client()
+    big = {**SMS, "payload": {**SMS["payload"], "body": "x" * 1500}, "pad": "y" * 1000}
+    response = post(client, big)
+    assert response.status_code == 413
+    assert response.is_json
+    assert post(client, SMS).status_code == 202
+
+
+def test_default_body_limit_is_256_kib(client):
+    response = post(client, {**SMS, "pad": "z" * (256 * 1024)})
+    assert response.status_code == 413
+
+
+def test_same_idempotency_key_while_waiting_is_409_with_the_first_id(client, conn):
+    first = post(client, {**SMS, "idempotency_key": "order-42"}).get_json()
+    second = post(client, {**SMS, "idempotency_key": "order-42"})
+    assert second.status_code == 409
+    assert second.get_json()["job_id"] == first["id"]
+    # Another organization may use the same key.
+    other = {
+        **SMS,
+        "payload": {**SMS["payload"], "organization_id": 2},
+        "idempotency_key": "order-42",
+    }
+    assert post(client, other).status_code == 202
+    # Once the first job is no longer waiting, the key is free again.
+    conn.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = %s", (first["id"],))
+    assert post(client, {**SMS, "idempotency_key": "order-42"}).status_code == 202
+
+
+def test_get_job_shows_status_times_attempts_and_last_error(client, conn):
+    job_id = post(client, SMS).get_json()["id"]
+    conn.execute(
+        "INSERT INTO job_attempts (job_id, attempt, worker_name, outcome, started_at,"
+        " finished_at, error_class, error_message, traceback)"
+        " VALUES (%s, 1, 'w1', 'failed', now(), now(), 'TimeoutError', 'took too long', 'tb')",
+        (job_id,),
+    )
+    body = client.get(f"/api/v1/jobs/{job_id}").get_json()
+    assert body["id"] == job_id
+    assert body["status"] == "todo"
+    assert body["task"] == "sms:send_notification"
+    assert body["queue"] == "sms-notifications"
+    assert body["organization_id"] == 1
+    assert body["attempts"] == 0
+    assert datetime.datetime.fromisoformat(body["created_at"])
+    assert body["started_at"] is None and body["finished_at"] is None
+    assert body["last_error"] == {"class": "TimeoutError", "message": "took too long"}
+
+    attempts = client.get(f"/api/v1/jobs/{job_id}/attempts").get_json()["attempts"]
+    assert [(a["attempt"], a["outcome"], a["traceback"]) for a in attempts] == [(1, "failed", "tb")]
+
+
+def test_unknown_job_is_404(client):
+    for path in ("/api/v1/jobs/999999", "/api/v1/jobs/999999/attempts"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response.get_json()["error"] == "Not Found"
+    assert client.post("/api/v1/jobs/999999/cancel").status_code == 404
+    assert client.post("/api/v1/jobs/999999/retry").status_code == 404
+
+
+def test_another_organizations_job_is_404(client):
+    job_id = post(client, SMS).get_json()["id"]
+    assert client.get(f"/api/v1/jobs/{job_id}?organization_id=1").status_code == 200
+    assert client.get(f"/api/v1/jobs/{job_id}?organization_id=2").status_code == 404
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel?organization_id=2").status_code == 404
+    assert client.get(f"/api/v1/jobs/{job_id}?organization_id=x").status_code == 400
+
+
+def test_list_jobs_pages_with_a_cursor_and_filters(client):
+    ids = [post(client, NOOP).get_json()["id"] for _ in range(5)]
+    post(client, SMS)
+    other = post(client, {**NOOP, "payload": {"organization_id": 2}}).get_json()["id"]
+
+    seen, cursor = [], None
+    while True:
+        query = "/api/v1/jobs?organization_id=1&task=diagnostics:noop&limit=2"
+        page = client.get(query + (f"&cursor={cursor}" if cursor else "")).get_json()
+        seen += [job["id"] for job in page["jobs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(ids, reverse=True)
+
+    queue = client.get("/api/v1/jobs?queue=sms-notifications").get_json()["jobs"]
+    assert [job["task"] for job in queue] == ["sms:send_notification"]
+    assert client.get("/api/v1/jobs?status=succeeded").get_json()["jobs"] == []
+    everything = client.get("/api/v1/jobs").get_json()["jobs"]
+    assert other in [job["id"] for job in everything]
+
+
+@pytest.mark.parametrize("query", ["status=bogus", "limit=0", "limit=501", "limit=x", "cursor=-1"])
+def test_list_jobs_rejects_bad_parameters(client, query):
+    assert client.get(f"/api/v1/jobs?{query}").status_code == 422
+
+
+def test_cancel_waiting_running_and_finished_jobs(client, conn):
+    waiting = post(client, NOOP).get_json()["id"]
+    response = client.post(f"/api/v1/jobs/{waiting}/cancel")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "cancelled"
+
+    running = post(client, NOOP).get_json()["id"]
+    conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (running,))
+    response = client.post(f"/api/v1/jobs/{running}/cancel")
+    assert response.status_code == 202
+    assert response.get_json()["abort_requested"] is True
+
+    conn.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = %s", (running,))
+    response = client.post(f"/api/v1/jobs/{running}/cancel")
+    assert response.status_code == 409
+    assert response.get_json()["status"] == "succeeded"
+    assert client.post(f"/api/v1/jobs/{waiting}/cancel").status_code == 409
+
+
+def test_retry_failed_in_place_and_cancelled_as_a_new_job(client, conn):
+    failed = post(client, NOOP).get_json()["id"]
+    conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (failed,))
+    conn.execute("UPDATE procrastinate_jobs SET status = 'failed' WHERE id = %s", (failed,))
+    response = client.post(f"/api/v1/jobs/{failed}/retry")
+    assert response.status_code == 202
+    assert response.get_json()["id"] == failed
+    assert response.get_json()["status"] == "todo"
+
+    cancelled = post(client, SMS).get_json()["id"]
+    client.post(f"/api/v1/jobs/{cancelled}/cancel")
+    response = client.post(f"/api/v1/jobs/{cancelled}/retry")
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["retried_from"] == cancelled
+    assert body["id"] != cancelled and body["status"] == "todo"
+    assert body["payload"] == SMS["payload"] and body["queue"] == "sms-notifications"
+    assert response.headers["Location"] == f"/api/v1/jobs/{body['id']}"
+
+
+@pytest.mark.parametrize("status", ["todo", "doing", "succeeded"])
+def test_retry_of_a_job_that_did_not_fail_is_409(client, conn, status):
+    job_id = post(client, NOOP).get_json()["id"]
+    conn.execute(
+        "UPDATE procrastinate_jobs SET status = %s::procrastinate_job_status WHERE id = %s",
+        (status, job_id),
+    )
+    response = client.post(f"/api/v1/jobs/{job_id}/retry")
+    assert response.status_code == 409
+    assert response.get_json()["status"] == status
+
+
+def test_get_and_cancel_use_post_only_for_changes(client):
+    job_id = post(client, NOOP).get_json()["id"]
+    assert client.get(f"/api/v1/jobs/{job_id}/cancel").status_code == 405
+    assert client.delete(f"/api/v1/jobs/{job_id}").status_code == 405

@@ -1,0 +1,105 @@
+"""Task declarations: defaults next to each task, capped backoff, time limits."""
+
+import asyncio
+import datetime
+
+import procrastinate
+import pytest
+
+from tasks import queues, registry
+from tasks.app import app, deferrable
+
+
+def test_deferrable_tasks_and_their_queues():
+    assert {name: spec.queue for name, spec in deferrable().items()} == {
+        "sms:send_notification": queues.SMS,
+        "email:send_digest": queues.EMAIL,
+        "diagnostics:noop": queues.DEFAULT,
+        "diagnostics:sleep": queues.DEFAULT,
+        "diagnostics:fail_then_succeed": queues.DEFAULT,
+    }
+    for name, spec in deferrable().items():
+        assert app.tasks[name] is spec.task
+        assert spec.task.queue == spec.queue
+        assert spec.time_limit > 0
+        assert spec.description
+
+
+def test_maintenance_tasks_are_periodic_and_not_deferrable():
+    periodic = {
+        task.name
+        for task, _ in [
+            (p.task, p.periodic_id) for p in app.periodic_registry.periodic_tasks.values()
+        ]
+    }
+    assert periodic == {"maintenance:retry_stalled_jobs", "maintenance:purge_finished_jobs"}
+    assert not periodic & set(deferrable())
+
+
+def job(attempts: int) -> procrastinate.jobs.Job:
+    return procrastinate.jobs.Job(
+        id=1, queue="default", lock=None, queueing_lock=None, task_name="t", attempts=attempts
+    )
+
+
+@pytest.mark.parametrize(("attempts", "seconds"), [(0, 2), (1, 4), (2, 8), (6, 128), (7, 200)])
+def test_backoff_doubles_up_to_its_cap(attempts, seconds):
+    backoff = registry.Backoff(max_retries=10, base=2, cap=200)
+    decision = backoff.get_retry_decision(exception=ValueError(), job=job(attempts))
+    expected = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+    assert abs((decision.retry_at - expected).total_seconds()) < 1
+
+
+def test_backoff_stops_after_max_retries_and_on_invalid_payloads():
+    backoff = registry.Backoff(max_retries=2)
+    assert backoff.get_retry_decision(exception=ValueError(), job=job(2)) is None
+    invalid = registry.InvalidPayload("bad")
+    assert backoff.get_retry_decision(exception=invalid, job=job(0)) is None
+
+
+class FakeContext:
+    """Just enough of a JobContext for calling a task function directly."""
+
+    def __init__(self, attempts: int = 0):
+        self.job = job(attempts)
+
+    def should_abort(self) -> bool:
+        return False
+
+
+def run(task, attempts: int = 0, **kwargs):
+    return asyncio.run(task.func(FakeContext(attempts), **kwargs))
+
+
+def test_task_validates_its_payload_before_running():
+    with pytest.raises(registry.InvalidPayload, match="organization_id"):
+        run(app.tasks["sms:send_notification"], to="+14155550123", body="hi")
+
+
+def test_console_sms_provider_says_it_sent_nothing():
+    result = run(
+        app.tasks["sms:send_notification"], organization_id=1, to="+14155550123", body="hello"
+    )
+    assert result == {"provider": "console", "sent": False, "to": "+14155550123", "chars": 5}
+
+
+def test_fail_then_succeed_fails_the_first_attempts():
+    task = app.tasks["diagnostics:fail_then_succeed"]
+    with pytest.raises(Exception, match="planned failure 2 of 2"):
+        run(task, attempts=1, organization_id=1, failures=2)
+    assert run(task, attempts=2, organization_id=1, failures=2) == {"succeeded_on_attempt": 3}
+
+
+def test_time_limit_stops_a_slow_task(monkeypatch):
+    monkeypatch.setattr(registry, "_SPECS", [])  # keep this task out of the real catalog
+    bp = procrastinate.Blueprint()
+
+    @registry.job_task(
+        bp, name="slow", payload=registry.JobPayload, queue="default", time_limit=0.05
+    )
+    async def slow(payload, context):
+        """Sleep too long."""
+        await asyncio.sleep(5)
+
+    with pytest.raises(registry.TimeLimitExceeded, match=r"0\.05 s time limit"):
+        run(slow, organization_id=1)
