@@ -123,7 +123,8 @@ def web_settings(environ: Mapping[str, str]) -> dict:
     """Everything the web process needs, as Flask config keys."""
     environment = parse_environment(environ)
     return {
-        **database_settings(environ, "WEB", max_size=4),
+        # One connection per gunicorn thread by default (gunicorn.conf.py reads WEB_THREADS).
+        **database_settings(environ, "WEB", max_size=parse_int(environ, "WEB_THREADS", 4, 1)),
         "HOWDAH_ENV": environment,
         "SECRET_KEY": parse_secret_key(environ, environment),
         "DB_POOL_TIMEOUT": parse_seconds(environ, "DB_POOL_TIMEOUT", 1.5),

@@ -7,6 +7,7 @@ from ``gunicorn.conf.py`` or on first use).
 
 import logging
 import os
+import select
 import threading
 
 import psycopg
@@ -24,6 +25,18 @@ UNAVAILABLE_ERRORS = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
 def _configure(conn: psycopg.Connection) -> None:
     """Pool connections run in autocommit; views open transactions explicitly."""
     conn.autocommit = True
+
+
+def check_connection(conn: psycopg.Connection) -> None:
+    """Check a connection before lending it, with a round trip only when it may be dead.
+
+    An idle connection's socket has nothing to read unless the server closed it
+    (a restart, a terminated backend) or sent a notice; only then is the usual
+    round-trip check worth its cost on every request.
+    """
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        psycopg_pool.ConnectionPool.check_connection(conn)
 
 
 class Database:
@@ -59,7 +72,7 @@ class Database:
                     "options": f"-c statement_timeout={config['DB_STATEMENT_TIMEOUT_MS']}",
                 },
                 configure=_configure,
-                check=psycopg_pool.ConnectionPool.check_connection,
+                check=check_connection,
                 name=f"{self._application_name}-{os.getpid()}",
                 open=False,
             )

@@ -6,6 +6,7 @@ the web process's own pool, opened per process after fork.
 
 import datetime
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +84,7 @@ class QueueService:
     def __init__(self, app: Flask | None = None):
         self._manager: JobManager | None = None
         self._pid: int | None = None
+        self._lock = threading.Lock()
         if app is not None:
             self.init_app(app)
 
@@ -92,11 +94,12 @@ class QueueService:
     @property
     def manager(self) -> JobManager:
         """Procrastinate's JobManager on this process's pool (opened after fork)."""
-        if self._manager is None or self._pid != os.getpid():
-            connector = procrastinate.SyncPsycopgConnector()
-            connector.open(db.get_db().pool)
-            self._manager, self._pid = JobManager(connector), os.getpid()
-        return self._manager
+        with self._lock:
+            if self._manager is None or self._pid != os.getpid():
+                connector = procrastinate.SyncPsycopgConnector()
+                connector.open(db.get_db().pool)
+                self._manager, self._pid = JobManager(connector), os.getpid()
+            return self._manager
 
     def build(
         self, task_name: str, payload: Any, options: JobOptions, organization_id: int | None = None

@@ -1,7 +1,7 @@
 """/api/v1/jobs: put jobs in, read them, cancel and retry them."""
 
 import pydantic
-from flask import current_app, request, url_for
+from flask import current_app, request
 
 from webapp import db
 from webapp.api import bp, tenancy
@@ -54,12 +54,18 @@ def to_options(job: JobRequest) -> JobOptions:
     )
 
 
+def job_path(job_id: int) -> str:
+    """The path of ``get_job``; built by hand because url_for cost ~10 % of a POST."""
+    return f"{request.script_root}{bp.url_prefix}/v1/jobs/{job_id}"
+
+
 def links(job_id: int) -> dict:
+    path = job_path(job_id)
     return {
-        "self": url_for("api.get_job", job_id=job_id),
-        "attempts": url_for("api.list_job_attempts", job_id=job_id),
-        "cancel": url_for("api.cancel_job", job_id=job_id),
-        "retry": url_for("api.retry_job", job_id=job_id),
+        "self": path,
+        "attempts": f"{path}/attempts",
+        "cancel": f"{path}/cancel",
+        "retry": f"{path}/retry",
     }
 
 
@@ -136,7 +142,7 @@ def create_job():
     (deferred,) = defer_or_fail(
         [(job.task, job.payload, to_options(job))], tenancy.acting_organization()
     )
-    return accepted(deferred), 202, {"Location": url_for("api.get_job", job_id=deferred.id)}
+    return accepted(deferred), 202, {"Location": job_path(deferred.id)}
 
 
 @bp.post("/v1/jobs/batch")
@@ -219,7 +225,7 @@ def retry_job(job_id: int):
     body = job_document(get_job_or_404(new_id))
     if new_id != job_id:
         body["retried_from"] = job_id
-    return body, 202, {"Location": url_for("api.get_job", job_id=new_id)}
+    return body, 202, {"Location": job_path(new_id)}
 
 
 def _int_arg(name: str, default, minimum: int, maximum: int | None):

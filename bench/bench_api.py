@@ -1,0 +1,141 @@
+"""POST /api/v1/jobs with 8 concurrent clients, beside bare Procrastinate ``defer()``.
+
+Both sides run in the same process run, one after the other, on fresh databases.
+The HTTP load comes from ``wrk`` (Debian package ``wrk``) when it is installed,
+so the load generator takes little of the machine; otherwise from Python threads.
+"""
+
+import http.client
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+import procrastinate
+
+from bench import bare_app, harness
+
+CLIENTS = 8
+SECONDS = 5.0
+BODY = json.dumps({"task": "diagnostics:noop", "payload": {"organization_id": 1}})
+
+
+def hammer(clients: int, seconds: float, one_call) -> tuple[float, list[float]]:
+    """Run ``one_call(state)`` from ``clients`` threads for ``seconds``; rate and latencies."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    start = threading.Barrier(clients + 1)
+
+    def client(index: int):
+        state = {}
+        start.wait()
+        deadline = time.perf_counter() + seconds
+        while (began := time.perf_counter()) < deadline:
+            one_call(state)
+            latencies[index].append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    flat = [value for per_client in latencies for value in per_client]
+    return len(flat) / (time.perf_counter() - began), flat
+
+
+WRK_SCRIPT = f"""
+wrk.method = "POST"
+wrk.body = '{BODY}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(host: str, port: int) -> dict:
+    """Drive the API with wrk: 8 connections on 2 threads."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT)
+        script.flush()
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{CLIENTS}",
+                f"-d{SECONDS:g}s",
+                "--latency",
+                "-s",
+                script.name,
+                f"http://{host}:{port}/api/v1/jobs",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:  # wrk prints these lines only on failures
+        raise RuntimeError(out)
+
+    def latency(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)$", out, re.M).groups()
+        return float(value) * UNITS[unit]
+
+    return {
+        "per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "client": "wrk",
+    }
+
+
+def api(url: str) -> dict:
+    with harness.web(url) as (host, port):
+        if shutil.which("wrk"):
+            return wrk(host, port)
+
+        def post(state):
+            conn = state.setdefault("conn", http.client.HTTPConnection(host, port))
+            conn.request("POST", "/api/v1/jobs", BODY, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 202:
+                raise RuntimeError(f"API answered {response.status}")
+
+        rate, latencies = hammer(CLIENTS, SECONDS, post)
+    return {**summary(rate, latencies), "client": "python threads"}
+
+
+def bare(url: str) -> dict:
+    connector = procrastinate.SyncPsycopgConnector(conninfo=url, min_size=CLIENTS, max_size=CLIENTS)
+    with bare_app.app.replace_connector(connector) as app:
+        app.open()
+        try:
+            rate, latencies = hammer(
+                CLIENTS, SECONDS, lambda state: bare_app.noop.defer(organization_id=1)
+            )
+        finally:
+            app.close()
+    return summary(rate, latencies)
+
+
+def summary(rate: float, latencies: list[float]) -> dict:
+    return {
+        "per_second": rate,
+        "p50_ms": harness.percentile(latencies, 0.5) * 1000,
+        "p99_ms": harness.percentile(latencies, 0.99) * 1000,
+    }
+
+
+def run() -> dict:
+    """One side-by-side measurement."""
+    with harness.fresh_database() as url:
+        ours = api(url)
+    with harness.fresh_database() as url:
+        theirs = bare(url)
+    return {"api": ours, "bare_defer": theirs, "ratio": ours["per_second"] / theirs["per_second"]}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))

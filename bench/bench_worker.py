@@ -1,0 +1,89 @@
+"""Drain 20,000 no-op jobs with Howdah's worker, beside a bare Procrastinate worker.
+
+Both run with concurrency 10 on fresh databases. The rate is measured between
+the first job's start and the last job's end, from Procrastinate's own events,
+so process start-up is not counted.
+"""
+
+import json
+import time
+
+import procrastinate
+import psycopg
+
+from bench import bare_app, harness
+from tests import processes
+
+JOBS = 20_000
+CONCURRENCY = "10"
+
+
+def fill(url: str, task: procrastinate.tasks.Task) -> None:
+    connector = procrastinate.SyncPsycopgConnector(conninfo=url, min_size=1, max_size=1)
+    with task.blueprint.replace_connector(connector) as app:
+        app.open()
+        try:
+            for _ in range(JOBS // 1000):
+                app.tasks[task.name].batch_defer(*[{"organization_id": 1}] * 1000)
+        finally:
+            app.close()
+
+
+def drain(url: str, command: list[str], name: str) -> float:
+    """Start the worker, wait until every job ran, stop it; jobs per second."""
+    worker = harness.start(command, url, name, WORKER_CONCURRENCY=CONCURRENCY)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            deadline = time.monotonic() + 600
+            while conn.execute(
+                "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+            ).fetchone()[0]:
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} stopped draining; see {harness.LOGS}")
+                time.sleep(0.2)
+            first, last = conn.execute(
+                "SELECT min(at) FILTER (WHERE type = 'started'),"
+                " max(at) FILTER (WHERE type = 'succeeded') FROM procrastinate_events"
+            ).fetchone()
+            done = conn.execute(
+                "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
+            ).fetchone()[0]
+    finally:
+        processes.stop(worker, timeout=60)
+    if done < JOBS:
+        raise RuntimeError(f"{name}: only {done} of {JOBS} jobs succeeded")
+    return done / (last - first).total_seconds()
+
+
+def run() -> dict:
+    """One side-by-side measurement."""
+    from tasks.diagnostics import noop
+
+    with harness.fresh_database() as url:
+        fill(url, noop)
+        ours = drain(url, [harness.PYTHON, "-m", "tasks.worker"], "howdah-worker")
+    with harness.fresh_database() as url:
+        fill(url, bare_app.noop)
+        theirs = drain(
+            url,
+            [
+                harness.PYTHON,
+                "-m",
+                "procrastinate",
+                "--app",
+                "bench.bare_app.app",
+                "worker",
+                "--concurrency",
+                CONCURRENCY,
+            ],
+            "bare-worker",
+        )
+    return {
+        "howdah_worker_per_second": ours,
+        "bare_worker_per_second": theirs,
+        "ratio": ours / theirs,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))

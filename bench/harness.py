@@ -1,0 +1,91 @@
+"""Shared set-up for the benchmarks: a fresh migrated database, processes, timing helpers."""
+
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+from tests import processes
+from tests.databases import Server
+from webapp import migrations
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = Server(
+    os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"), "bench"
+)
+SECRET = "bench-secret-key-0123456789abcdef"
+LOGS = Path(tempfile.mkdtemp(prefix="howdah-bench-"))
+
+
+@contextlib.contextmanager
+def fresh_database():
+    """A new database with Howdah's migrations applied, dropped afterwards."""
+    url = SERVER.create_database()
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrations.migrate(conn)
+        yield url
+    finally:
+        SERVER.drop_database(url)
+
+
+def env(url: str, **settings: str) -> dict:
+    return processes.process_env(
+        DATABASE_URL=url, SECRET_KEY=SECRET, LOG_LEVEL="WARNING", **settings
+    )
+
+
+@contextlib.contextmanager
+def web(url: str, workers: int = 4):
+    """gunicorn on a free port; yields (host, port)."""
+    port = processes.free_port()
+    proc = processes.start_web(
+        env(url, PORT=str(port), WEB_CONCURRENCY=str(workers)), LOGS / f"web-{port}.log"
+    )
+    try:
+        processes.wait_for(f"http://127.0.0.1:{port}/healthz")
+        yield "127.0.0.1", port
+    finally:
+        processes.stop(proc)
+
+
+def start(command: list[str], url: str, name: str, **settings: str) -> subprocess.Popen:
+    return processes.start(command, env(url, **settings), LOGS / f"{name}.log")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def machine() -> str:
+    """One line describing this machine, for RESULTS.md."""
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError):
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kib / 1024 / 1024:.0f} GiB"
+    with psycopg.connect(SERVER.admin_url) as conn:
+        pg = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+    return (
+        f"{os.cpu_count()} cores ({cpu}){mem}; PostgreSQL {pg}; "
+        f"Python {platform.python_version()}; {platform.system()} {platform.release()}"
+    )
+
+
+PYTHON = sys.executable

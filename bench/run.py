@@ -1,0 +1,127 @@
+"""Run every benchmark RUNS times, side by side, and write bench/RESULTS.md.
+
+.venv/bin/python -m bench.run            # 3 runs (about 6 minutes on 2 cores)
+BENCH_RUNS=5 .venv/bin/python -m bench.run
+"""
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+from bench import bench_api, bench_batch, bench_latency, bench_worker, harness
+
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+OUT = Path(__file__).resolve().parent
+
+
+def medians(results: list[dict]) -> dict:
+    """The median of every numeric field, descending into nested dicts."""
+    first = results[0]
+    merged = {}
+    for key, value in first.items():
+        if isinstance(value, dict):
+            merged[key] = medians([r[key] for r in results])
+        elif isinstance(value, int | float):
+            merged[key] = harness.median([r[key] for r in results])
+        else:
+            merged[key] = value
+    return merged
+
+
+def measure() -> dict:
+    raw = {name: [] for name in ("api", "batch", "worker", "latency")}
+    for run in range(RUNS):
+        print(f"run {run + 1}/{RUNS}", flush=True)
+        raw["api"].append(bench_api.run())
+        raw["batch"].append(bench_batch.run())
+        raw["worker"].append(bench_worker.run())
+        raw["latency"].append(bench_latency.run())
+        print(json.dumps({k: v[-1] for k, v in raw.items()}, indent=1), flush=True)
+    return {"raw": raw, "median": {k: medians(v) for k, v in raw.items()}}
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def report(results: dict) -> str:
+    m = results["median"]
+    api, batch, worker, latency = m["api"], m["batch"], m["worker"], m["latency"]
+    rows = [
+        (
+            "API `POST /api/v1/jobs`, 8 clients",
+            f"{api['api']['per_second']:,.0f} req/s, "
+            f"p50 {api['api']['p50_ms']:.1f} ms, p99 {api['api']['p99_ms']:.1f} ms",
+            f"bare `defer()`, 8 threads: {api['bare_defer']['per_second']:,.0f}/s "
+            f"(p99 {api['bare_defer']['p99_ms']:.1f} ms)",
+            f"{api['ratio']:.0%}",
+            "≥ 60 %, p99 ≤ 50 ms",
+            verdict(api["ratio"] >= 0.6 and api["api"]["p99_ms"] <= 50),
+        ),
+        (
+            "`POST /api/v1/jobs/batch`, 1,000 per request",
+            f"{batch['api_batch_per_second']:,.0f} jobs/s",
+            f"bare `batch_defer`: {batch['bare_batch_defer_per_second']:,.0f} jobs/s",
+            f"{batch['ratio']:.0%}",
+            "≥ 70 %",
+            verdict(batch["ratio"] >= 0.7),
+        ),
+        (
+            "worker drain, 20,000 no-op jobs, concurrency 10",
+            f"{worker['howdah_worker_per_second']:,.0f} jobs/s",
+            f"bare Procrastinate worker: {worker['bare_worker_per_second']:,.0f} jobs/s",
+            f"{worker['ratio']:.0%}",
+            "≥ 85 %",
+            verdict(worker["ratio"] >= 0.85),
+        ),
+        (
+            "defer → start (LISTEN/NOTIFY)",
+            f"p50 {latency['defer_to_start_p50_ms']:.1f} ms, "
+            f"p99 {latency['defer_to_start_p99_ms']:.1f} ms",
+            "",
+            "",
+            "p50 ≤ 20 ms",
+            verdict(latency["defer_to_start_p50_ms"] <= 20),
+        ),
+        (
+            "retry pickup after it is due",
+            f"p50 {latency['retry_pickup_p50_ms']:.0f} ms, "
+            f"p99 {latency['retry_pickup_p99_ms']:.0f} ms, max {latency['retry_pickup_max_ms']:.0f}"
+            " ms",
+            "Procrastinate's default poll: up to 5,000 ms",
+            "",
+            "≤ 1 s",
+            verdict(latency["retry_pickup_max_ms"] <= 1000),
+        ),
+    ]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- Date: {datetime.date.today().isoformat()}",
+        f"- Machine: {harness.machine()}",
+        f"- Medians of {RUNS} runs of `python -m bench.run`; each run measures Howdah and bare "
+        "Procrastinate one after the other, on fresh databases, so ratios compare like with like.",
+        "",
+        "| what | Howdah | beside it | ratio | target | |",
+        "|---|---|---|---|---|---|",
+        *[f"| {' | '.join(row)} |" for row in rows],
+        "",
+        "Every run's numbers: `bench/results.json`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    results = measure()
+    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = report(results)
+    marker = "<!-- notes -->"
+    existing = (OUT / "RESULTS.md").read_text() if (OUT / "RESULTS.md").exists() else ""
+    notes = existing[existing.index(marker) :] if marker in existing else f"{marker}\n"
+    (OUT / "RESULTS.md").write_text(text + "\n" + notes)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
