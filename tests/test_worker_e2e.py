@@ -116,6 +116,19 @@ def test_sigterm_lets_a_running_job_finish_and_exits_zero(service):
     assert service.job(job_id)["status"] == "succeeded"
 
 
+def test_second_sigterm_exits_at_once(service):
+    worker = service.start_worker()
+    job_id = service.defer("diagnostics:sleep", seconds=60)
+    service.wait_status(job_id, "doing")
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert worker.poll() is None, "the first SIGTERM waits for the running job"
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=10)
+    assert time.monotonic() - started < 3
+
+
 def test_sigkilled_worker_loses_no_job(service, conn):
     first = service.start_worker()
     job_id = service.defer("diagnostics:sleep", seconds=2)

@@ -8,10 +8,8 @@ DELETE_FINISHED = """
     WITH doomed AS (
         SELECT j.id FROM procrastinate_jobs j
         WHERE j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
-          AND NOT EXISTS (
-              SELECT 1 FROM procrastinate_events e
-              WHERE e.job_id = j.id AND e.at >= %(cutoff)s
-          )
+          AND (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id)
+              < %(cutoff)s
         ORDER BY j.id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
