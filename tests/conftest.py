@@ -1,18 +1,22 @@
 """Shared fixtures: a real PostgreSQL, a migrated database per session, apps and clients."""
 
 import os
+import re
+import types
 
 import psycopg
 import pytest
 
 from tests import databases
-from webapp import create_app, db, migrations
+from webapp import accounts, create_app, db, migrations
+from webapp.store import accounts as account_store
 
 # Settings the suite sets itself; inherited values would make runs differ (and
 # DATABASE_URL must never be touched by tests).
 OWN_NAMES = {"DATABASE_URL", "SECRET_KEY", "PORT", "LOG_LEVEL", "QUEUE_MAX_WAIT_SECONDS"}
 OWN_PREFIXES = ("PROCRASTINATE_", "HOWDAH_", "WEB_", "WORKER_", "DB_")
 TEST_SECRET = "test-secret-key-0123456789abcdef"
+TEST_PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -98,8 +102,90 @@ def app(make_app, db_url):
 
 
 @pytest.fixture
-def client(app):
+def orgs(conn):
+    """Two organizations: ``orgs.a`` (id 1, Acme) and ``orgs.b`` (id 2, Globex)."""
+    a = account_store.insert_organization(conn, "Acme")["id"]
+    b = account_store.insert_organization(conn, "Globex")["id"]
+    assert (a, b) == (1, 2)
+    return types.SimpleNamespace(a=a, b=b)
+
+
+@pytest.fixture
+def make_token(conn, orgs):
+    """Create an API token and return its secret; ``None`` organization: a platform token."""
+
+    def factory(organization_id=1, expires_days=None, revoked=False, expired=False):
+        secret, row = accounts.new_token(conn, organization_id, "test", expires_days)
+        if revoked:
+            conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE id = %s", (row["id"],))
+        if expired:
+            conn.execute(
+                "UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = %s",
+                (row["id"],),
+            )
+        return secret
+
+    return factory
+
+
+@pytest.fixture
+def make_user(conn, orgs):
+    """Create a person with a role in an organization; returns their email."""
+
+    def factory(email, organization_id=1, role="operator", password=TEST_PASSWORD):
+        user = account_store.insert_user(conn, email, accounts.hash_password(password))
+        account_store.upsert_membership(conn, user["id"], organization_id, role)
+        return email
+
+    return factory
+
+
+def bearer(client, secret):
+    """Make every request of this test client carry the token."""
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+    return client
+
+
+@pytest.fixture
+def client(app, make_token):
+    """A client calling with an operator token of organization 1 (Acme)."""
+    return bearer(app.test_client(), make_token(1))
+
+
+@pytest.fixture
+def admin_client(app, make_token):
+    """A client calling with a platform token."""
+    return bearer(app.test_client(), make_token(None))
+
+
+@pytest.fixture
+def anon_client(app):
+    """A client that sends no credentials."""
     return app.test_client()
+
+
+class AuthActions:
+    """Sign a browser-like test client in and out through the real form."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def csrf_token(self, path="/login"):
+        page = self.client.get(path).get_data(as_text=True)
+        return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+    def login(self, email, password=TEST_PASSWORD, **extra):
+        data = {"email": email, "password": password, "csrf_token": self.csrf_token(), **extra}
+        return self.client.post("/login", data=data)
+
+    def logout(self):
+        return self.client.post("/logout", data={"csrf_token": self.csrf_token("/")})
+
+
+@pytest.fixture
+def auth(app):
+    """A browser-like client (cookies kept) with login/logout helpers: ``auth.client``."""
+    return AuthActions(app.test_client())
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """`make run`: embedded PostgreSQL, migrations, web and worker, and a clean stop."""
 
+import re
 import shutil
 import signal
 
@@ -58,6 +59,14 @@ def test_make_run_uses_embedded_postgres_and_stops_it_on_sigterm(data_dir, tmp_p
     assert f"Howdah is running at http://127.0.0.1:{base.rsplit(':', 1)[1]}/" in output
     assert (data_dir / "pgdata" / "PG_VERSION").exists()
     assert postgres_processes(data_dir)
+    # The first run creates a demo admin and token, and prints them once.
+    token = re.search(r"API token for Demo \(shown once\): (\S+)", output).group(1)
+    jobs = requests.get(
+        f"{base}/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+    assert jobs.status_code == 200
+    password = re.search(r"as admin@example\.com with password (\S+)", output).group(1)
+    assert len(password) >= 12
 
     processes.stop(run, signal.SIGTERM, timeout=60)
     assert postgres_processes(data_dir) == []
@@ -70,7 +79,13 @@ def test_make_run_uses_embedded_postgres_and_stops_it_on_sigterm(data_dir, tmp_p
     )
     wait_ready(second, base, log2)
     assert "Nothing to migrate." in log2.read_text()
-    assert requests.get(f"{base}/api/admin/status", timeout=5).json()["database"]["reachable"]
+    assert "First run" not in log2.read_text()
+    assert (
+        requests.get(
+            f"{base}/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        ).status_code
+        == 200
+    )
     assert processes.stop(second, signal.SIGINT, timeout=60) == 130  # as a shell reports Ctrl-C
     assert postgres_processes(data_dir) == []
 

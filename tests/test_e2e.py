@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def service(db_url, tmp_path):
+def service(db_url, tmp_path, make_token):
     """gunicorn (2 workers) and one worker process, stopped with SIGTERM afterwards."""
     port = processes.free_port()
     env = processes.process_env(
@@ -27,7 +27,8 @@ def service(db_url, tmp_path):
     worker = processes.start_worker(env, tmp_path / "worker.log", "--concurrency", "2")
     base = f"http://127.0.0.1:{port}"
     processes.wait_for(f"{base}/healthz")
-    yield {"base": base, "web": web, "worker": worker, "logs": tmp_path}
+    admin = {"Authorization": f"Bearer {make_token(None)}"}
+    yield {"base": base, "web": web, "worker": worker, "logs": tmp_path, "admin": admin}
     for process in (web, worker):
         processes.stop(process)
 
@@ -38,7 +39,9 @@ def test_ready_with_a_fresh_worker_heartbeat(service):
 
     deadline = time.monotonic() + 20
     while True:
-        status = requests.get(f"{base}/api/admin/status", timeout=5).json()
+        status = requests.get(
+            f"{base}/api/admin/status", headers=service["admin"], timeout=5
+        ).json()
         if status["workers"]:
             break
         assert time.monotonic() < deadline, "the worker never registered"

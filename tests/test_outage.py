@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from webapp import migrations
+from tests.conftest import bearer
+from webapp import accounts, migrations
 from webapp.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +34,8 @@ def test_outage_gives_fast_503s_then_recovers(own_server, make_app):
     url = own_server.ensure_database("outage")
     with psycopg.connect(url, autocommit=True) as conn:
         migrations.migrate(conn)
-    client = make_app(url).test_client()
+        secret, _ = accounts.new_token(conn, None, "outage", None)
+    client = bearer(make_app(url).test_client(), secret)
     for path in ENDPOINTS:
         assert client.get(path).status_code == 200, path
 
@@ -45,7 +47,8 @@ def test_outage_gives_fast_503s_then_recovers(own_server, make_app):
         assert response.is_json
         assert "Traceback" not in response.get_data(as_text=True)
     assert client.get("/readyz").get_json()["reason"] == "database unreachable"
-    assert client.get("/api/admin/status").get_json()["database"]["reachable"] is False
+    # The caller cannot be authenticated either: a JSON 503, never a 401 or a traceback.
+    assert client.get("/api/admin/status").get_json()["error"] == "Service Unavailable"
     assert client.get("/healthz").status_code == 200
 
     own_server.start()

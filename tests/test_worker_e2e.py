@@ -19,8 +19,10 @@ ORG = {"organization_id": 1}
 class Service:
     """A running web process plus the worker processes a test starts."""
 
-    def __init__(self, db_url, logs):
+    def __init__(self, db_url, logs, token):
         self.db_url, self.logs = db_url, logs
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
         self.port = processes.free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
         self.env = processes.process_env(
@@ -41,14 +43,14 @@ class Service:
         return worker
 
     def defer(self, task: str, **payload) -> int:
-        response = requests.post(
+        response = self.http.post(
             f"{self.base}/jobs", json={"task": task, "payload": {**ORG, **payload}}, timeout=10
         )
         assert response.status_code == 202, response.text
         return response.json()["id"]
 
     def job(self, job_id: int) -> dict:
-        return requests.get(f"{self.base}/jobs/{job_id}", timeout=10).json()
+        return self.http.get(f"{self.base}/jobs/{job_id}", timeout=10).json()
 
     def wait_status(self, job_id: int, *statuses: str, timeout: float = 30) -> dict:
         deadline = time.monotonic() + timeout
@@ -63,8 +65,8 @@ class Service:
 
 
 @pytest.fixture
-def service(db_url, tmp_path):
-    running = Service(db_url, tmp_path)
+def service(db_url, tmp_path, make_token):
+    running = Service(db_url, tmp_path, make_token(1))
     yield running
     running.stop()
 
@@ -75,12 +77,12 @@ def test_job_posted_over_http_succeeds(service):
     job = service.wait_status(job_id, "succeeded")
     assert job["attempts"] == 1
     assert job["started_at"] and job["finished_at"] and job["last_error"] is None
-    attempts = requests.get(f"{service.base}/jobs/{job_id}/attempts", timeout=10).json()
+    attempts = service.http.get(f"{service.base}/jobs/{job_id}/attempts", timeout=10).json()
     # Successes are recorded in batches, a fraction of a second later.
     deadline = time.monotonic() + 5
     while not attempts["attempts"] and time.monotonic() < deadline:
         time.sleep(0.1)
-        attempts = requests.get(f"{service.base}/jobs/{job_id}/attempts", timeout=10).json()
+        attempts = service.http.get(f"{service.base}/jobs/{job_id}/attempts", timeout=10).json()
     (attempt,) = attempts["attempts"]
     assert attempt["outcome"] == "succeeded"
     assert '"provider": "console"' in attempt["result_summary"]
@@ -92,7 +94,7 @@ def test_failing_job_retries_with_backoff_then_fails_with_its_traceback(service)
     job = service.wait_status(job_id, "failed", timeout=60)
     assert job["attempts"] == 4  # the first run and max_retries=3 retries
     assert job["last_error"] == {"class": "PlannedFailure", "message": "planned failure 4 of 50"}
-    attempts = requests.get(f"{service.base}/jobs/{job_id}/attempts", timeout=10).json()
+    attempts = service.http.get(f"{service.base}/jobs/{job_id}/attempts", timeout=10).json()
     rows = attempts["attempts"]
     assert [a["outcome"] for a in rows] == ["failed"] * 4
     assert all("PlannedFailure: planned failure" in a["traceback"] for a in rows)
@@ -157,7 +159,7 @@ def test_two_thousand_jobs_on_two_workers_each_run_exactly_once(service, conn):
     ids = []
     for _ in range(2):
         batch = {"jobs": [{"task": "diagnostics:noop", "payload": ORG}] * 1000}
-        response = requests.post(f"{service.base}/jobs/batch", json=batch, timeout=30)
+        response = service.http.post(f"{service.base}/jobs/batch", json=batch, timeout=30)
         assert response.status_code == 202
         ids += [job["id"] for job in response.json()["jobs"]]
     deadline = time.monotonic() + 120

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from webapp import cli, db, errors, health, queue, views
+from webapp import auth, cli, db, errors, health, queue, security, views
 from webapp.api import bp as api_bp
 from webapp.config import web_settings
 
@@ -23,9 +23,12 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
 
     db.init_app(app)
     queue.QueueService(app)
+    security.init_app(app)
+    auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(api_bp)
+    security.csrf.exempt(api_bp)  # the API checks CSRF itself, for signed-in browsers only
     errors.init_app(app)
     cli.init_app(app)
     return app

@@ -134,6 +134,10 @@ def web_settings(environ: Mapping[str, str]) -> dict:
         "API_BATCH_MAX_BODY_BYTES": parse_int(
             environ, "API_BATCH_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024
         ),
+        "TRUSTED_PROXIES": parse_int(environ, "TRUSTED_PROXIES", 0),
+        "LOGIN_MAX_FAILURES": parse_int(environ, "LOGIN_MAX_FAILURES", 5, minimum=1),
+        "SESSION_HOURS": parse_int(environ, "SESSION_HOURS", 12, minimum=1),
+        "REMEMBER_DAYS": parse_int(environ, "REMEMBER_DAYS", 30, minimum=1),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
     }
 

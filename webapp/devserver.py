@@ -14,13 +14,17 @@ import sys
 from pathlib import Path
 
 import dotenv
+import psycopg
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 
 from webapp.embedded import EmbeddedPostgres
+from webapp.store import accounts as accounts_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("web", "worker")
+DEMO_ORG = "Demo"
+DEMO_ADMIN = "admin@example.com"
 
 
 class Stopped(Exception):
@@ -54,16 +58,62 @@ def build_env(data_dir: Path) -> dict:
     return env
 
 
+def flask(env: dict, *args: str, stdin: str | None = None) -> str:
+    """Run a ``flask --app webapp`` command; return what it printed."""
+    return subprocess.run(  # noqa: S603 - our own flask commands, fixed arguments
+        [sys.executable, "-m", "flask", "--app", "webapp", *args],
+        env=env,
+        cwd=ROOT,
+        input=stdin,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def bootstrap_demo(env: dict) -> str | None:
+    """On a database without users, create a demo organization, an admin and a token.
+
+    Returns what to tell the person once; the password and token are not kept anywhere.
+    """
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        if accounts_store.count_users(conn):
+            return None
+    password = secrets.token_urlsafe(12)
+    flask(env, "orgs", "create", DEMO_ORG)
+    flask(
+        env,
+        "users",
+        "create",
+        "--email",
+        DEMO_ADMIN,
+        "--org",
+        DEMO_ORG,
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin=password + "\n",
+    )
+    token = flask(env, "tokens", "create", "--org", DEMO_ORG, "--name", "demo").split()[-1]
+    base = f"http://127.0.0.1:{env['PORT']}"
+    return (
+        f"First run: created organization {DEMO_ORG!r}, an admin and an API token.\n"
+        f"  Sign in at {base}/login as {DEMO_ADMIN} with password {password}\n"
+        f"  API token for {DEMO_ORG} (shown once): {token}\n"
+        f"  curl -H 'Authorization: Bearer {token}' {base}/api/v1/jobs\n"
+    )
+
+
 def run_processes(env: dict) -> int:
     """Migrate, then run web and worker under honcho until one stops or a signal comes."""
-    subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "webapp", "migrate"], env=env, cwd=ROOT, check=True
-    )
+    print(flask(env, "migrate"), end="", flush=True)
+    welcome = bootstrap_demo(env)
     procfile = parse_procfile((ROOT / "Procfile").read_text())
     manager = Manager()
     for name in SERVICES:
         manager.add_process(name, procfile.processes[name], env=env, cwd=str(ROOT))
-    print(f"\nHowdah is running at http://127.0.0.1:{env['PORT']}/  (Ctrl-C to stop)\n", flush=True)
+    print(f"\nHowdah is running at http://127.0.0.1:{env['PORT']}/  (Ctrl-C to stop)", flush=True)
+    print(welcome or "", flush=True)
     manager.loop()  # installs its own SIGINT/SIGTERM handlers
     return manager.returncode or 0
 

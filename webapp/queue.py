@@ -18,6 +18,7 @@ from procrastinate.manager import JobManager
 import tasks.app  # a module reference: tasks and webapp import each other
 from tasks import queues
 from webapp import db, monitoring
+from webapp.store import accounts as accounts_store
 from webapp.store import jobs as store
 
 EXTENSION = "howdah_queue"
@@ -167,6 +168,8 @@ class QueueService:
             except JobRejected as exc:
                 errors += [{"index": index, **error} for error in exc.errors]
         errors += _repeated_keys(built)
+        if organization_id is None:  # a platform admin: each job's organization must exist
+            errors += self._unknown_organizations(built)
         if errors:
             raise JobRejected(sorted(errors, key=lambda e: e["index"]))
         try:
@@ -176,6 +179,20 @@ class QueueService:
             lock = getattr(exc.__cause__, "queueing_lock", None)
             index = next((i for i, job in built.items() if job.queueing_lock == lock), None)
             raise DuplicateJob(self._waiting_job(lock), index) from None
+
+    def _unknown_organizations(self, built: dict[int, procrastinate.jobs.Job]) -> list[dict]:
+        named = {job.task_kwargs["organization_id"] for job in built.values()}
+        known = accounts_store.existing_organizations(db.get_conn(), sorted(named))
+        return [
+            {
+                "index": index,
+                "field": "payload.organization_id",
+                "type": "unknown_organization",
+                "message": f"no organization {job.task_kwargs['organization_id']}",
+            }
+            for index, job in built.items()
+            if job.task_kwargs["organization_id"] not in known
+        ]
 
     def _waiting_job(self, lock: str | None) -> int | None:
         return None if lock is None else store.get_job_id_by_queueing_lock(db.get_conn(), lock)

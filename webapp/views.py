@@ -2,7 +2,15 @@
 
 from flask import Blueprint, render_template
 
+from webapp.forms import LogoutForm
+
 bp = Blueprint("views", __name__)
+
+
+@bp.app_context_processor
+def layout_values() -> dict:
+    """Values every page's layout needs: the sign-out form (a POST with its CSRF token)."""
+    return {"logout_form": LogoutForm()}
 
 
 @bp.get("/")

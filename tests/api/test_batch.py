@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.conftest import bearer
+
 NOOP = {"task": "diagnostics:noop", "payload": {"organization_id": 1}}
 
 
@@ -63,7 +65,7 @@ def test_key_of_a_waiting_job_makes_the_whole_batch_409(client, conn):
     assert count_jobs(conn) == 1
 
 
-def test_batch_body_limit_is_separate_and_configurable(make_app, db_url):
-    client = make_app(db_url, API_BATCH_MAX_BODY_BYTES="4096").test_client()
+def test_batch_body_limit_is_separate_and_configurable(make_app, db_url, make_token):
+    client = bearer(make_app(db_url, API_BATCH_MAX_BODY_BYTES="4096").test_client(), make_token())
     assert client.post("/api/v1/jobs/batch", json={"jobs": [NOOP] * 200}).status_code == 413
     assert client.post("/api/v1/jobs/batch", json={"jobs": [NOOP] * 10}).status_code == 202

@@ -4,6 +4,15 @@ import datetime
 
 import pytest
 
+from tests.conftest import bearer
+
+
+@pytest.fixture
+def other_org(app, make_token):
+    """A client with an operator token of organization 2 (Globex)."""
+    return bearer(app.test_client(), make_token(2))
+
+
 SMS = {
     "task": "sms:send_notification",
     "payload": {"organization_id": 1, "to": "+14155550123", "body": "Your order shipped."},
@@ -108,8 +117,8 @@ def test_json_that_is_not_an_object_is_422(client, raw):
     assert response.status_code == 422
 
 
-def test_body_over_the_limit_is_413(make_app, db_url, conn):
-    client = make_app(db_url, API_MAX_BODY_BYTES="2048").test_client()
+def test_body_over_the_limit_is_413(make_app, db_url, make_token):
+    client = bearer(make_app(db_url, API_MAX_BODY_BYTES="2048").test_client(), make_token())
     big = {**SMS, "payload": {**SMS["payload"], "body": "x" * 1500}, "pad": "y" * 1000}
     response = post(client, big)
     assert response.status_code == 413
@@ -122,7 +131,7 @@ def test_default_body_limit_is_256_kib(client):
     assert response.status_code == 413
 
 
-def test_same_idempotency_key_while_waiting_is_409_with_the_first_id(client, conn):
+def test_same_idempotency_key_while_waiting_is_409_with_the_first_id(client, conn, other_org):
     first = post(client, {**SMS, "idempotency_key": "order-42"}).get_json()
     second = post(client, {**SMS, "idempotency_key": "order-42"})
     assert second.status_code == 409
@@ -133,7 +142,7 @@ def test_same_idempotency_key_while_waiting_is_409_with_the_first_id(client, con
         "payload": {**SMS["payload"], "organization_id": 2},
         "idempotency_key": "order-42",
     }
-    assert post(client, other).status_code == 202
+    assert post(other_org, other).status_code == 202
     # Once the first job is no longer waiting, the key is free again.
     conn.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = %s", (first["id"],))
     assert post(client, {**SMS, "idempotency_key": "order-42"}).status_code == 202
@@ -171,22 +180,45 @@ def test_unknown_job_is_404(client):
     assert client.post("/api/v1/jobs/999999/retry").status_code == 404
 
 
-def test_another_organizations_job_is_404(client):
+def test_another_organizations_job_is_404(client, other_org):
     job_id = post(client, SMS).get_json()["id"]
-    assert client.get(f"/api/v1/jobs/{job_id}?organization_id=1").status_code == 200
-    assert client.get(f"/api/v1/jobs/{job_id}?organization_id=2").status_code == 404
-    assert client.post(f"/api/v1/jobs/{job_id}/cancel?organization_id=2").status_code == 404
+    assert client.get(f"/api/v1/jobs/{job_id}").status_code == 200
+    for path in (f"/api/v1/jobs/{job_id}", f"/api/v1/jobs/{job_id}/attempts"):
+        assert other_org.get(path).status_code == 404
+    for action in ("cancel", "retry"):
+        assert other_org.post(f"/api/v1/jobs/{job_id}/{action}").status_code == 404
     assert client.get(f"/api/v1/jobs/{job_id}?organization_id=x").status_code == 400
 
 
-def test_list_jobs_pages_with_a_cursor_and_filters(client):
+def test_admin_reads_any_job_and_may_narrow_to_one_organization(client, admin_client):
+    job_id = post(client, SMS).get_json()["id"]
+    assert admin_client.get(f"/api/v1/jobs/{job_id}").status_code == 200
+    assert admin_client.get(f"/api/v1/jobs/{job_id}?organization_id=1").status_code == 200
+    assert admin_client.get(f"/api/v1/jobs/{job_id}?organization_id=2").status_code == 404
+
+
+def test_a_payload_naming_another_organization_is_403(client, conn):
+    other = {**SMS, "payload": {**SMS["payload"], "organization_id": 2}}
+    assert post(client, other).status_code == 403
+    assert post(client, {"jobs": [NOOP, other]}, "/api/v1/jobs/batch").status_code == 403
+    assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 0
+
+
+def test_admin_defers_for_existing_organizations_only(admin_client, conn):
+    assert post(admin_client, {**NOOP, "payload": {"organization_id": 2}}).status_code == 202
+    response = post(admin_client, {**NOOP, "payload": {"organization_id": 99}})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "payload.organization_id"
+
+
+def test_list_jobs_pages_with_a_cursor_and_filters(client, other_org, admin_client):
     ids = [post(client, NOOP).get_json()["id"] for _ in range(5)]
     post(client, SMS)
-    other = post(client, {**NOOP, "payload": {"organization_id": 2}}).get_json()["id"]
+    other = post(other_org, {**NOOP, "payload": {"organization_id": 2}}).get_json()["id"]
 
     seen, cursor = [], None
     while True:
-        query = "/api/v1/jobs?organization_id=1&task=diagnostics:noop&limit=2"
+        query = "/api/v1/jobs?task=diagnostics:noop&limit=2"
         page = client.get(query + (f"&cursor={cursor}" if cursor else "")).get_json()
         seen += [job["id"] for job in page["jobs"]]
         cursor = page["next_cursor"]
@@ -197,8 +229,11 @@ def test_list_jobs_pages_with_a_cursor_and_filters(client):
     queue = client.get("/api/v1/jobs?queue=sms-notifications").get_json()["jobs"]
     assert [job["task"] for job in queue] == ["sms:send_notification"]
     assert client.get("/api/v1/jobs?status=succeeded").get_json()["jobs"] == []
-    everything = client.get("/api/v1/jobs").get_json()["jobs"]
+    assert other not in [job["id"] for job in client.get("/api/v1/jobs").get_json()["jobs"]]
+    everything = admin_client.get("/api/v1/jobs").get_json()["jobs"]
     assert other in [job["id"] for job in everything]
+    only_b = admin_client.get("/api/v1/jobs?organization_id=2").get_json()["jobs"]
+    assert [job["id"] for job in only_b] == [other]
 
 
 @pytest.mark.parametrize("query", ["status=bogus", "limit=0", "limit=501", "limit=x", "cursor=-1"])

@@ -2,6 +2,9 @@
 
 from flask import Blueprint
 
-bp = Blueprint("api", __name__, url_prefix="/api")
+from webapp import auth
 
-from webapp.api import admin, jobs, openapi, tasks  # noqa: E402, F401 - register routes on bp
+bp = Blueprint("api", __name__, url_prefix="/api")
+bp.before_request(auth.require_api_access)
+
+from webapp.api import admin, audit, jobs, openapi, tasks  # noqa: E402, F401 - register routes

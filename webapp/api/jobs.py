@@ -3,8 +3,8 @@
 import pydantic
 from flask import current_app, request
 
-from webapp import db
-from webapp.api import bp, tenancy
+from webapp import audit, db
+from webapp.api import bp, params, tenancy
 from webapp.api.schemas import BatchRequest, JobRequest
 from webapp.errors import api_error
 from webapp.queue import (
@@ -188,8 +188,8 @@ def list_jobs():
     status = args.get("status") or None
     if status is not None and status not in STATUSES:
         api_error(422, f"status must be one of {', '.join(STATUSES)}")
-    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    cursor = _int_arg("cursor", None, 1, None)
+    limit = params.int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    cursor = params.int_arg("cursor", None, 1, None)
     rows = get_queue().list_jobs(
         tenancy.acting_organization(),
         status=status,
@@ -211,6 +211,12 @@ def cancel_job(job_id: int):
         cancelled = get_queue().cancel(job)
     except InvalidState as exc:
         api_error(409, str(exc), status=job["status"])
+    audit.record(
+        "job.cancel" if cancelled else "job.abort",
+        target_type="job",
+        target_id=job_id,
+        organization_id=job["args"].get("organization_id"),
+    )
     return job_document(get_job_or_404(job_id)), 200 if cancelled else 202
 
 
@@ -222,17 +228,14 @@ def retry_job(job_id: int):
         new_id = get_queue().retry(job)
     except InvalidState as exc:
         api_error(409, str(exc), status=job["status"])
+    audit.record(
+        "job.retry",
+        target_type="job",
+        target_id=job_id,
+        organization_id=job["args"].get("organization_id"),
+        details={"job_id": new_id} if new_id != job_id else None,
+    )
     body = job_document(get_job_or_404(new_id))
     if new_id != job_id:
         body["retried_from"] = job_id
     return body, 202, {"Location": job_path(new_id)}
-
-
-def _int_arg(name: str, default, minimum: int, maximum: int | None):
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    if not raw.isdigit() or int(raw) < minimum or (maximum is not None and int(raw) > maximum):
-        bounds = f"{minimum}-{maximum}" if maximum else f">= {minimum}"
-        api_error(422, f"{name} must be a whole number ({bounds})")
-    return int(raw)

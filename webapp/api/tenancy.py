@@ -1,19 +1,28 @@
-"""Which organization an API request acts for.
+"""Which organization an API request acts for; nothing else decides tenancy.
 
-Every API route asks ``acting_organization``; nothing else decides tenancy.
-Until accounts and tokens exist, a request acts for the organization it names
-(``?organization_id=`` on reads), or for any organization (``None``), in which
-case a job belongs to the organization its payload names.
+A token or a person acts for their own organization. A platform admin acts for
+every organization, or for the one named by ``?organization_id=``.
 """
 
 from flask import abort, request
+from flask_login import current_user
 
 
-def acting_organization() -> int | None:
-    """The organization this request acts for; ``None`` means every organization."""
+def named_organization() -> int | None:
+    """The ``?organization_id=`` of the request, if any."""
     named = request.args.get("organization_id")
     if named is None:
         return None
     if not named.isdigit() or int(named) < 1:
         abort(400, "organization_id must be a positive whole number")
     return int(named)
+
+
+def acting_organization() -> int | None:
+    """The organization this request acts for; ``None`` means every organization."""
+    named = named_organization()
+    if current_user.is_admin:
+        return named
+    if named is not None and named != current_user.organization_id:
+        abort(403, "this caller acts for its own organization only")
+    return current_user.organization_id

@@ -1,24 +1,9 @@
-"""Flask CLI commands: ``flask --app webapp migrate [--status]``."""
+"""``flask --app webapp migrate [--status]``."""
 
 import click
-import psycopg
-from flask import Flask, current_app
 
 from webapp import migrations
-
-
-def connect() -> psycopg.Connection:
-    """A dedicated autocommit connection (migrations never use the request pool)."""
-    config = current_app.config
-    try:
-        return psycopg.connect(
-            config["DATABASE_URL"],
-            autocommit=True,
-            connect_timeout=config["DB_CONNECT_TIMEOUT"],
-            application_name="howdah-migrate",
-        )
-    except psycopg.OperationalError as exc:
-        raise click.ClickException(f"cannot connect to DATABASE_URL: {exc}".strip()) from None
+from webapp.cli import connect
 
 
 @click.command("migrate")
@@ -46,8 +31,3 @@ def print_status(status: migrations.Status) -> None:
     for name in status.modified:
         click.echo(f"warning: howdah/{name} changed after it was applied")
     click.echo(f"{len(status.applied)} applied, {len(status.pending)} pending.")
-
-
-def init_app(app: Flask) -> None:
-    """Register the commands on the app."""
-    app.cli.add_command(migrate_command)

@@ -1,0 +1,134 @@
+"""Who is calling: people (password, session) and programs (API tokens), and their roles."""
+
+import datetime
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import psycopg
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from webapp.store import accounts as store
+from webapp.store import audit as audit_store
+from webapp.store import tokens as token_store
+
+ROLES = ("admin", "operator", "viewer")
+WRITERS = {"admin", "operator"}
+TOKEN_PREFIX = "hwd_"  # noqa: S105 - the public marker that starts every token
+MIN_PASSWORD = 12
+# Compared against when the email is unknown, so both failures take as long.
+_DUMMY_HASH = generate_password_hash("howdah-timing-equaliser")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a person in a session, or an API token."""
+
+    kind: str  # "user" or "token"
+    id: int
+    label: str  # the email, or the token's prefix
+    role: str
+    organization_id: int | None  # None: every organization (platform admin)
+    session_id: str | None = None
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self) -> str | None:
+        """What flask-login keeps in the cookie: the session's id, never the user's."""
+        return self.session_id
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in WRITERS
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def hash_secret(secret: str) -> str:
+    """SHA-256 for high-entropy secrets (tokens, session ids); passwords use scrypt."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    """werkzeug's scrypt hash."""
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"passwords need at least {MIN_PASSWORD} characters")
+    return generate_password_hash(password, method="scrypt")
+
+
+def check_password(conn: psycopg.Connection, email: str, password: str) -> dict | None:
+    """The user if the email and password match, else None (in the same time either way)."""
+    user = store.get_user_by_email(conn, normalize_email(email))
+    matches = check_password_hash(user["password_hash"] if user else _DUMMY_HASH, password)
+    return user if user and matches else None
+
+
+def login_wait(
+    conn: psycopg.Connection, email: str, ip: str | None, limit: int, window: int
+) -> int | None:
+    """Seconds to wait before another try, when this account or address failed too often."""
+    failures = audit_store.count_recent_login_failures(conn, normalize_email(email), ip, window)
+    waits = [
+        failures["account_wait"] if failures["by_account"] >= limit else None,
+        failures["ip_wait"] if failures["by_ip"] >= limit else None,
+    ]
+    waits = [w for w in waits if w is not None]
+    return max(1, int(max(waits)) + 1) if waits else None
+
+
+def start_session(conn: psycopg.Connection, user_id: int, lifetime: datetime.timedelta) -> str:
+    """A new session id for this user (only its hash is stored)."""
+    session_id = secrets.token_urlsafe(32)
+    expires = datetime.datetime.now(datetime.UTC) + lifetime
+    store.insert_session(conn, hash_secret(session_id), user_id, expires)
+    return session_id
+
+
+def load_session(conn: psycopg.Connection, session_id: str) -> Principal | None:
+    """The person behind a live session id, or None."""
+    row = store.get_session_user(conn, hash_secret(session_id))
+    if row is None:
+        return None
+    organization = None if row["role"] == "admin" else row["organization_id"]
+    return Principal("user", row["id"], row["email"], row["role"], organization, session_id)
+
+
+def end_session(conn: psycopg.Connection, session_id: str) -> None:
+    store.revoke_session(conn, hash_secret(session_id))
+
+
+def new_token(
+    conn: psycopg.Connection, organization_id: int | None, name: str, expires_days: int | None
+) -> tuple[str, dict]:
+    """Create a token; return its secret (shown once) and its stored row."""
+    prefix = TOKEN_PREFIX + secrets.token_hex(4)
+    secret = f"{prefix}_{secrets.token_urlsafe(32)}"
+    expires = None
+    if expires_days is not None:
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=expires_days)
+    row = token_store.insert_token(
+        conn, organization_id, name, prefix, hash_secret(secret), expires
+    )
+    return secret, row
+
+
+def load_token(conn: psycopg.Connection, secret: str) -> Principal | None:
+    """The program behind a valid token, or None; notes its use at most once a minute."""
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    row = token_store.get_token_by_hash(conn, hash_secret(secret))
+    if row is None or not row["valid"]:
+        return None
+    if row["stale_use"]:
+        token_store.touch_token(conn, row["id"])
+    # A token acts for its organization with operator rights; one without is a platform token.
+    role = "admin" if row["organization_id"] is None else "operator"
+    return Principal("token", row["id"], row["prefix"], role, row["organization_id"])

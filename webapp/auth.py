@@ -1,0 +1,170 @@
+"""Sign-in for people (sessions) and programs (Bearer tokens), and who may call what.
+
+flask-login keeps a server-side session id in the cookie (``Principal.get_id``),
+so signing out or changing a password ends the session on the server.
+"""
+
+import datetime
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import LoginManager, current_user, login_user, logout_user
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Unauthorized
+
+from webapp import accounts, audit, db, errors
+from webapp.forms import LoginForm, LogoutForm
+from webapp.security import csrf
+
+bp = Blueprint("auth", __name__)
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = None
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+PUBLIC_API_ENDPOINTS = {"api.openapi"}
+LOGIN_WINDOW_SECONDS = 60
+GENERIC_FAILURE = "Invalid email or password."
+
+
+@login_manager.user_loader
+def load_user(session_id: str):
+    """The person behind the cookie's session id; None once it ended or expired."""
+    return accounts.load_session(db.get_conn(), session_id)
+
+
+@login_manager.request_loader
+def load_token(req):
+    """An API token from ``Authorization: Bearer <token>``."""
+    scheme, _, secret = req.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    return accounts.load_token(db.get_conn(), secret.strip())
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    """JSON 401 with a challenge under /api; the login page everywhere else."""
+    if errors.wants_json():
+        sent = request.headers.get("Authorization", "")
+        params = {"realm": "howdah"}
+        message = "send an API token as Authorization: Bearer <token>, or sign in"
+        if sent.lower().startswith("bearer "):
+            params["error"] = "invalid_token"
+            message = "the API token is invalid, revoked or expired"
+        raise Unauthorized(message, www_authenticate=WWWAuthenticate("bearer", params))
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def require_api_access():
+    """The API's gate (a before_request of the api blueprint): who may call what.
+
+    Anyone signed in may read their organization's jobs; changes need an operator,
+    a token or an admin; /api/admin needs an admin session or a platform token.
+    A signed-in browser must also send the CSRF token with a change.
+    """
+    if request.endpoint in PUBLIC_API_ENDPOINTS:
+        return None
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if request.path.startswith("/api/admin/") and not current_user.is_admin:
+        abort(403, "this needs a platform admin")
+    if request.method not in SAFE_METHODS:
+        if not current_user.can_write:
+            abort(403, "viewers can read jobs but not change them")
+        if current_user.kind == "user":
+            csrf.protect()
+    return None
+
+
+def safe_next(target: str | None) -> str | None:
+    """``target`` if it is a path on this site, else None (no open redirects)."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target:
+        return None
+    return target
+
+
+def too_many_failures(email: str) -> None:
+    """429 with Retry-After when this account or address failed too often lately."""
+    limit = current_app.config["LOGIN_MAX_FAILURES"]
+    wait = accounts.login_wait(
+        db.get_conn(), email, request.remote_addr, limit, LOGIN_WINDOW_SECONDS
+    )
+    if wait is not None:
+        response = current_app.make_response(
+            (render_template("auth/login.html", form=LoginForm(), wait=wait), 429)
+        )
+        response.headers["Retry-After"] = str(wait)
+        abort(response)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """The sign-in form; a success starts a new session and follows a local ``next``."""
+    form = LoginForm(next=request.args.get("next", ""))
+    if not form.validate_on_submit():
+        return render_template("auth/login.html", form=form)
+    email = accounts.normalize_email(form.email.data)
+    too_many_failures(email)
+    conn = db.get_conn()
+    user = accounts.check_password(conn, email, form.password.data)
+    if user is None:
+        audit.record("login.failed", target_type="user", target_id=email)
+        flash(GENERIC_FAILURE, "error")
+        return render_template("auth/login.html", form=form), 401
+    remember = bool(form.remember.data)
+    days = current_app.config["REMEMBER_DAYS"] if remember else 0
+    hours = 0 if remember else current_app.config["SESSION_HOURS"]
+    session_id = accounts.start_session(
+        conn, user["id"], datetime.timedelta(days=days, hours=hours)
+    )
+    principal = accounts.load_session(conn, session_id)
+    session.clear()  # a new session: nothing from before the sign-in carries over
+    login_user(
+        principal,
+        remember=remember,
+        duration=datetime.timedelta(days=current_app.config["REMEMBER_DAYS"]),
+    )
+    audit.record(
+        "login.succeeded",
+        target_type="user",
+        target_id=email,
+        actor=principal,
+        organization_id=principal.organization_id,
+    )
+    return redirect(safe_next(form.next.data) or url_for("views.index"))
+
+
+@bp.post("/logout")
+def logout():
+    """End the session on the server and in the browser."""
+    form = LogoutForm()
+    if form.validate_on_submit() and current_user.is_authenticated:
+        accounts.end_session(db.get_conn(), current_user.session_id)
+        audit.record("logout", target_type="user", target_id=current_user.label)
+        logout_user()
+    session.clear()
+    flash("You are signed out.", "success")
+    return redirect(url_for("auth.login"))
+
+
+def init_app(app: Flask) -> None:
+    """Wire flask-login and the sign-in routes."""
+    login_manager.init_app(app)
+    app.register_blueprint(bp)

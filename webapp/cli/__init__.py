@@ -1,0 +1,29 @@
+"""Flask CLI commands: ``migrate``, and ``orgs``, ``users`` and ``tokens`` groups."""
+
+import click
+import psycopg
+from flask import Flask, current_app
+
+
+def connect() -> psycopg.Connection:
+    """A dedicated autocommit connection for a command (never the request pool)."""
+    config = current_app.config
+    try:
+        return psycopg.connect(
+            config["DATABASE_URL"],
+            autocommit=True,
+            connect_timeout=config["DB_CONNECT_TIMEOUT"],
+            application_name="howdah-cli",
+        )
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot connect to DATABASE_URL: {exc}".strip()) from None
+
+
+def init_app(app: Flask) -> None:
+    """Register every command on the app."""
+    app.cli.add_command(migrate.migrate_command)
+    for group in accounts.COMMANDS:
+        app.cli.add_command(group)
+
+
+from webapp.cli import accounts, migrate  # noqa: E402 - they import connect() from here

@@ -1,0 +1,18 @@
+"""HTML forms (Flask-WTF: every form carries a CSRF token)."""
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, HiddenField, PasswordField
+from wtforms.validators import DataRequired, Length
+
+
+class LoginForm(FlaskForm):
+    """Email and password; "remember me" is off unless ticked."""
+
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    remember = BooleanField("Keep me signed in on this device", default=False)
+    next = HiddenField()
+
+
+class LogoutForm(FlaskForm):
+    """Signing out is a POST, so it needs only its CSRF token."""

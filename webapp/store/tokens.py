@@ -1,0 +1,68 @@
+"""API tokens: stored as a SHA-256 hash with a short visible prefix."""
+
+import datetime
+
+import psycopg
+from psycopg.rows import dict_row
+
+COLUMNS = (
+    "t.id, t.organization_id, o.name AS organization_name, t.name, t.prefix,"
+    " t.created_at, t.expires_at, t.last_used_at, t.revoked_at"
+)
+
+
+def insert_token(
+    conn: psycopg.Connection,
+    organization_id: int | None,
+    name: str,
+    prefix: str,
+    token_hash: str,
+    expires_at: datetime.datetime | None,
+) -> dict:
+    """Store a new token (its hash only)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "INSERT INTO api_tokens (organization_id, name, prefix, token_hash, expires_at)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING id, organization_id, name, prefix,"
+            " created_at, expires_at",
+            (organization_id, name, prefix, token_hash, expires_at),
+        ).fetchone()
+
+
+def get_token_by_hash(conn: psycopg.Connection, token_hash: str) -> dict | None:
+    """A token by the hash of its secret, whether it is still valid, and when last used."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT id, organization_id, prefix, last_used_at,"
+            " (revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())) AS valid,"
+            " (last_used_at IS NULL OR last_used_at < now() - interval '1 minute') AS stale_use"
+            " FROM api_tokens WHERE token_hash = %s",
+            (token_hash,),
+        ).fetchone()
+
+
+def touch_token(conn: psycopg.Connection, token_id: int) -> None:
+    """Record that a token was just used."""
+    conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s", (token_id,))
+
+
+def list_tokens(conn: psycopg.Connection, organization_id: int | None = None) -> list[dict]:
+    """Tokens, newest first; of one organization when given."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT {COLUMNS} FROM api_tokens t LEFT JOIN organizations o"
+            " ON o.id = t.organization_id"
+            " WHERE %(org)s::bigint IS NULL OR t.organization_id = %(org)s ORDER BY t.id DESC",
+            {"org": organization_id},
+        ).fetchall()
+
+
+def revoke_token(conn: psycopg.Connection, ref: str) -> dict | None:
+    """Revoke a token by id or prefix; None if no live token matches."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "UPDATE api_tokens SET revoked_at = now()"
+            " WHERE (id::text = %(ref)s OR prefix = %(ref)s) AND revoked_at IS NULL"
+            " RETURNING id, organization_id, prefix, name",
+            {"ref": ref},
+        ).fetchone()
