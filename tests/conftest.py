@@ -1,5 +1,6 @@
 """Shared fixtures: a real PostgreSQL, a migrated database per session, apps and clients."""
 
+import functools
 import os
 import re
 import types
@@ -128,12 +129,21 @@ def make_token(conn, orgs):
     return factory
 
 
+@functools.cache
+def test_password_hash() -> str:
+    return accounts.hash_password(TEST_PASSWORD)
+
+
 @pytest.fixture
 def make_user(conn, orgs):
     """Create a person with a role in an organization; returns their email."""
 
     def factory(email, organization_id=1, role="operator", password=TEST_PASSWORD):
-        user = account_store.insert_user(conn, email, accounts.hash_password(password))
+        # scrypt is slow on purpose: hash the usual password once per session.
+        hashed = (
+            test_password_hash() if password == TEST_PASSWORD else accounts.hash_password(password)
+        )
+        user = account_store.insert_user(conn, email, hashed)
         account_store.upsert_membership(conn, user["id"], organization_id, role)
         return email
 
@@ -167,16 +177,23 @@ def anon_client(app):
 class AuthActions:
     """Sign a browser-like test client in and out through the real form."""
 
-    def __init__(self, client):
+    def __init__(self, client, base_url="http://localhost"):
         self.client = client
+        self.base_url = base_url
 
     def csrf_token(self, path="/login"):
-        page = self.client.get(path).get_data(as_text=True)
+        page = self.client.get(path, base_url=self.base_url).get_data(as_text=True)
         return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
 
     def login(self, email, password=TEST_PASSWORD, **extra):
         data = {"email": email, "password": password, "csrf_token": self.csrf_token(), **extra}
-        return self.client.post("/login", data=data)
+        # Browsers send Referer on same-origin posts; Flask-WTF checks it over HTTPS.
+        return self.client.post(
+            "/login",
+            data=data,
+            base_url=self.base_url,
+            headers={"Referer": f"{self.base_url}/login"},
+        )
 
     def logout(self):
         return self.client.post("/logout", data={"csrf_token": self.csrf_token("/")})

@@ -1,6 +1,7 @@
 """Cross-cutting protections: CSRF, security headers, secure cookies, proxy headers."""
 
 from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -26,17 +27,23 @@ HEADERS = {
 }
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the Secure flag whenever the request is HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure or super().get_cookie_secure(app)
+
+
 def add_headers(response):
-    """Security headers on every response; cookies are Secure when served over HTTPS."""
+    """Security headers on every response; flask-login's remember cookie Secure over HTTPS."""
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
     if request.is_secure:
         cookies = response.headers.getlist("Set-Cookie")
-        if cookies:
-            response.headers.remove("Set-Cookie")
-            for cookie in cookies:
-                secure = "; secure" in cookie.lower()
-                response.headers.add("Set-Cookie", cookie if secure else f"{cookie}; Secure")
+        response.headers.remove("Set-Cookie")
+        for cookie in cookies:
+            secure = "; secure" in cookie.lower()
+            response.headers.add("Set-Cookie", cookie if secure else f"{cookie}; Secure")
     return response
 
 
@@ -49,7 +56,9 @@ def init_app(app: Flask) -> None:
         REMEMBER_COOKIE_SAMESITE="Lax",
         WTF_CSRF_TIME_LIMIT=None,  # tied to the session instead of the clock
     )
+    app.session_interface = SessionInterface()
     csrf.init_app(app)
+    # Registered before flask-login's hook, so it runs after it and sees its cookie.
     app.after_request(add_headers)
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:

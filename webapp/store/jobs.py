@@ -42,6 +42,21 @@ def get_job(conn: psycopg.Connection, job_id: int, organization_id: int | None) 
         ).fetchone()
 
 
+LIST_JOBS = f"""
+    SELECT {JOB_COLUMNS} FROM (
+        SELECT * FROM procrastinate_jobs j
+        WHERE {IN_SCOPE}
+          AND (%(status)s::text IS NULL OR j.status::text = %(status)s)
+          AND (%(queue)s::text IS NULL OR j.queue_name = %(queue)s)
+          AND (%(task)s::text IS NULL OR j.task_name = %(task)s)
+          AND (%(before)s::bigint IS NULL OR j.id < %(before)s)
+        ORDER BY j.id DESC
+        LIMIT %(limit)s
+    ) j {JOB_JOINS}
+    ORDER BY j.id DESC
+"""
+
+
 def list_jobs(
     conn: psycopg.Connection,
     organization_id: int | None,
@@ -55,19 +70,7 @@ def list_jobs(
     """Jobs in scope, newest first, after the ``before_id`` cursor (keyset pagination)."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            f"""
-            SELECT {JOB_COLUMNS} FROM (
-                SELECT * FROM procrastinate_jobs j
-                WHERE {IN_SCOPE}
-                  AND (%(status)s::text IS NULL OR j.status::text = %(status)s)
-                  AND (%(queue)s::text IS NULL OR j.queue_name = %(queue)s)
-                  AND (%(task)s::text IS NULL OR j.task_name = %(task)s)
-                  AND (%(before)s::bigint IS NULL OR j.id < %(before)s)
-                ORDER BY j.id DESC
-                LIMIT %(limit)s
-            ) j {JOB_JOINS}
-            ORDER BY j.id DESC
-            """,
+            LIST_JOBS,
             {
                 "org": _scope(organization_id),
                 "status": status,
