@@ -1,6 +1,6 @@
 """POST /api/v1/jobs with 8 concurrent clients, beside bare Procrastinate ``defer()``.
 
-Both sides run in the same process run, one after the other, on fresh databases.
+API and bare segments alternate on one fresh database, three rounds each.
 The HTTP load comes from ``wrk`` (Debian package ``wrk``) when it is installed,
 so the load generator takes little of the machine; otherwise from Python threads.
 """
@@ -19,7 +19,8 @@ import procrastinate
 from bench import bare_app, harness
 
 CLIENTS = 8
-SECONDS = 5.0
+SECONDS = 3.0
+ROUNDS = 3  # API and bare segments alternate, so drifts in load hit both
 BODY = json.dumps({"task": "diagnostics:noop", "payload": {"organization_id": 1}})
 
 
@@ -47,18 +48,19 @@ def hammer(clients: int, seconds: float, one_call) -> tuple[float, list[float]]:
     return len(flat) / (time.perf_counter() - began), flat
 
 
-WRK_SCRIPT = f"""
+WRK_SCRIPT = """
 wrk.method = "POST"
-wrk.body = '{BODY}'
+wrk.body = '{body}'
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
 """
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(host: str, port: int) -> dict:
+def wrk(host: str, port: int, token: str) -> dict:
     """Drive the API with wrk: 8 connections on 2 threads."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(WRK_SCRIPT)
+        script.write(WRK_SCRIPT.format(body=BODY, token=token))
         script.flush()
         out = subprocess.run(
             [
@@ -90,33 +92,27 @@ def wrk(host: str, port: int) -> dict:
     }
 
 
-def api(url: str) -> dict:
-    with harness.web(url) as (host, port):
-        if shutil.which("wrk"):
-            return wrk(host, port)
+def api(host: str, port: int, token: str) -> dict:
+    """One segment of load on the running API."""
+    if shutil.which("wrk"):
+        return wrk(host, port, token)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
 
-        def post(state):
-            conn = state.setdefault("conn", http.client.HTTPConnection(host, port))
-            conn.request("POST", "/api/v1/jobs", BODY, {"Content-Type": "application/json"})
-            response = conn.getresponse()
-            response.read()
-            if response.status != 202:
-                raise RuntimeError(f"API answered {response.status}")
+    def post(state):
+        conn = state.setdefault("conn", http.client.HTTPConnection(host, port))
+        conn.request("POST", "/api/v1/jobs", BODY, headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 202:
+            raise RuntimeError(f"API answered {response.status}")
 
-        rate, latencies = hammer(CLIENTS, SECONDS, post)
+    rate, latencies = hammer(CLIENTS, SECONDS, post)
     return {**summary(rate, latencies), "client": "python threads"}
 
 
-def bare(url: str) -> dict:
-    connector = procrastinate.SyncPsycopgConnector(conninfo=url, min_size=CLIENTS, max_size=CLIENTS)
-    with bare_app.app.replace_connector(connector) as app:
-        app.open()
-        try:
-            rate, latencies = hammer(
-                CLIENTS, SECONDS, lambda state: bare_app.noop.defer(organization_id=1)
-            )
-        finally:
-            app.close()
+def bare(clients: int) -> dict:
+    """One segment of bare ``defer()`` calls from ``clients`` threads (the App is open)."""
+    rate, latencies = hammer(clients, SECONDS, lambda state: bare_app.noop.defer(organization_id=1))
     return summary(rate, latencies)
 
 
@@ -129,12 +125,46 @@ def summary(rate: float, latencies: list[float]) -> dict:
 
 
 def run() -> dict:
-    """One side-by-side measurement."""
-    with harness.fresh_database() as url:
-        ours = api(url)
-    with harness.fresh_database() as url:
-        theirs = bare(url)
-    return {"api": ours, "bare_defer": theirs, "ratio": ours["per_second"] / theirs["per_second"]}
+    """Alternate API and bare segments on one database; medians of each and of the ratios.
+
+    Bare ``defer()`` runs one call at a time (how DESIGN.md's yardstick was taken) and
+    from CLIENTS threads at once (the same concurrency as the API's clients).
+    """
+    ours, one, many = [], [], []
+    with harness.fresh_database() as url, harness.web(url) as (host, port):
+        token = harness.api_token(url)
+        connector = procrastinate.SyncPsycopgConnector(
+            conninfo=url, min_size=CLIENTS, max_size=CLIENTS
+        )
+        with bare_app.app.replace_connector(connector) as app:
+            app.open()
+            try:
+                for _ in range(ROUNDS):
+                    ours.append(api(host, port, token))
+                    one.append(bare(1))
+                    many.append(bare(CLIENTS))
+            finally:
+                app.close()
+    return {
+        "api": medians(ours),
+        "bare_defer_one_caller": medians(one),
+        "bare_defer_8_threads": medians(many),
+        "ratio_one_caller": ratio(ours, one),
+        "ratio_8_threads": ratio(ours, many),
+    }
+
+
+def ratio(ours: list[dict], theirs: list[dict]) -> float:
+    """The median over rounds of our rate over theirs."""
+    pairs = zip(ours, theirs, strict=True)
+    return harness.median([a["per_second"] / b["per_second"] for a, b in pairs])
+
+
+def medians(segments: list[dict]) -> dict:
+    return {
+        key: harness.median([s[key] for s in segments]) if key != "client" else value
+        for key, value in segments[0].items()
+    }
 
 
 if __name__ == "__main__":

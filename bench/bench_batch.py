@@ -17,11 +17,15 @@ BODY = json.dumps(
 
 def api(url: str) -> float:
     """Jobs per second through the batch endpoint, one client."""
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {harness.api_token(url)}",
+    }
     with harness.web(url) as (host, port):
         conn = http.client.HTTPConnection(host, port)
         began = time.perf_counter()
         for _ in range(REQUESTS):
-            conn.request("POST", "/api/v1/jobs/batch", BODY, {"Content-Type": "application/json"})
+            conn.request("POST", "/api/v1/jobs/batch", BODY, headers)
             response = conn.getresponse()
             response.read()
             if response.status != 202:

@@ -17,9 +17,10 @@ LATENCY_JOBS = 300
 RETRY_JOBS = 30
 
 
-def post(conn: http.client.HTTPConnection, task: str, **payload) -> int:
+def post(conn: http.client.HTTPConnection, token: str, task: str, **payload) -> int:
     body = json.dumps({"task": task, "payload": {"organization_id": 1, **payload}})
-    conn.request("POST", "/api/v1/jobs", body, {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    conn.request("POST", "/api/v1/jobs", body, headers)
     response = conn.getresponse()
     data = json.loads(response.read())
     if response.status != 202:
@@ -42,6 +43,7 @@ def wait_done(db: psycopg.Connection, ids: list[int]) -> None:
 def run() -> dict:
     """Both measurements on one fresh database and one worker."""
     with harness.fresh_database() as url, harness.web(url) as (host, port):
+        token = harness.api_token(url)
         worker = harness.start([harness.PYTHON, "-m", "tasks.worker"], url, "latency-worker")
         try:
             time.sleep(2)  # let the worker start listening
@@ -49,7 +51,7 @@ def run() -> dict:
             with psycopg.connect(url, autocommit=True) as db:
                 ids = []
                 for _ in range(LATENCY_JOBS):
-                    ids.append(post(api, "diagnostics:noop"))
+                    ids.append(post(api, token, "diagnostics:noop"))
                     time.sleep(0.02)
                 wait_done(db, ids)
                 pickup = [
@@ -67,7 +69,7 @@ def run() -> dict:
                 # One at a time, so each retry is found by the poll, not woken by a new job.
                 retried = []
                 for _ in range(RETRY_JOBS):
-                    retried.append(post(api, "diagnostics:fail_then_succeed", failures=1))
+                    retried.append(post(api, token, "diagnostics:fail_then_succeed", failures=1))
                     wait_done(db, retried[-1:])
                 # The second start minus the moment the retry became due (scheduled_at).
                 delays = [

@@ -13,7 +13,8 @@ import psycopg
 
 from tests import processes
 from tests.databases import Server
-from webapp import migrations
+from webapp import accounts, migrations
+from webapp.store import accounts as account_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = Server(
@@ -35,6 +36,14 @@ def fresh_database():
         SERVER.drop_database(url)
 
 
+def api_token(url: str) -> str:
+    """Organization 1 and an API token for it, as a client of the API would have."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        organization = account_store.insert_organization(conn, "Bench")
+        secret, _ = accounts.new_token(conn, organization["id"], "bench", None)
+    return secret
+
+
 def env(url: str, **settings: str) -> dict:
     return processes.process_env(
         DATABASE_URL=url, SECRET_KEY=SECRET, LOG_LEVEL="WARNING", **settings
@@ -42,12 +51,10 @@ def env(url: str, **settings: str) -> dict:
 
 
 @contextlib.contextmanager
-def web(url: str, workers: int = 4):
-    """gunicorn on a free port; yields (host, port)."""
+def web(url: str, **settings: str):
+    """gunicorn on a free port, as gunicorn.conf.py configures it; yields (host, port)."""
     port = processes.free_port()
-    proc = processes.start_web(
-        env(url, PORT=str(port), WEB_CONCURRENCY=str(workers)), LOGS / f"web-{port}.log"
-    )
+    proc = processes.start_web(env(url, PORT=str(port), **settings), LOGS / f"web-{port}.log")
     try:
         processes.wait_for(f"http://127.0.0.1:{port}/healthz")
         yield "127.0.0.1", port

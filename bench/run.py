@@ -50,14 +50,21 @@ def report(results: dict) -> str:
     api, batch, worker, latency = m["api"], m["batch"], m["worker"], m["latency"]
     rows = [
         (
-            "API `POST /api/v1/jobs`, 8 clients",
+            "API `POST /api/v1/jobs` (token auth), 8 clients",
             f"{api['api']['per_second']:,.0f} req/s, "
             f"p50 {api['api']['p50_ms']:.1f} ms, p99 {api['api']['p99_ms']:.1f} ms",
-            f"bare `defer()`, 8 threads: {api['bare_defer']['per_second']:,.0f}/s "
-            f"(p99 {api['bare_defer']['p99_ms']:.1f} ms)",
-            f"{api['ratio']:.0%}",
+            f"bare `defer()`, one caller: {api['bare_defer_one_caller']['per_second']:,.0f}/s",
+            f"{api['ratio_one_caller']:.0%}",
             "≥ 60 %, p99 ≤ 50 ms",
-            verdict(api["ratio"] >= 0.6 and api["api"]["p99_ms"] <= 50),
+            verdict(api["ratio_one_caller"] >= 0.6 and api["api"]["p99_ms"] <= 50),
+        ),
+        (
+            "the same, against bare `defer()` at the API's concurrency",
+            "",
+            f"bare `defer()`, 8 threads: {api['bare_defer_8_threads']['per_second']:,.0f}/s",
+            f"{api['ratio_8_threads']:.0%}",
+            "≥ 60 %",
+            verdict(api["ratio_8_threads"] >= 0.6),
         ),
         (
             "`POST /api/v1/jobs/batch`, 1,000 per request",

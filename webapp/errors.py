@@ -4,6 +4,7 @@ import json
 import logging
 from typing import Any, NoReturn
 
+import procrastinate
 import psycopg
 from flask import Flask, render_template, request
 from jinja2 import TemplateNotFound
@@ -46,6 +47,13 @@ def render_error(error: HTTPException):
     return body, error.code, response.headers
 
 
+def connector_error(exc: Exception):
+    """Procrastinate wraps database errors; an outage among them is a 503 as well."""
+    if isinstance(exc.__cause__, db.UNAVAILABLE_ERRORS):
+        return database_unavailable(exc.__cause__)
+    return unexpected_error(exc)
+
+
 def database_unavailable(exc: Exception):
     """A database outage is a 503, never a traceback."""
     log.warning("database unavailable: %s", exc, extra={"action": "db_unavailable"})
@@ -73,4 +81,5 @@ def init_app(app: Flask) -> None:
     for error_class in db.UNAVAILABLE_ERRORS:
         app.register_error_handler(error_class, database_unavailable)
     app.register_error_handler(psycopg.errors.UndefinedTable, schema_missing)
+    app.register_error_handler(procrastinate.exceptions.ConnectorException, connector_error)
     app.register_error_handler(Exception, unexpected_error)

@@ -173,7 +173,8 @@ class QueueService:
         if errors:
             raise JobRejected(sorted(errors, key=lambda e: e["index"]))
         try:
-            return self.manager.batch_defer_jobs(list(built.values()))
+            # On the request's connection: one connection per request, whatever it does.
+            return self.manager.batch_defer_jobs(list(built.values()), connection=db.get_conn())
         except procrastinate.exceptions.AlreadyEnqueued as exc:
             # Procrastinate names the lock on the UniqueViolation it raises from.
             lock = getattr(exc.__cause__, "queueing_lock", None)
@@ -214,7 +215,7 @@ class QueueService:
         """Cancel a waiting job (True) or ask a running one to abort (False)."""
         if job["status"] not in CANCELLABLE:
             raise InvalidState(f"a {job['status']} job cannot be cancelled")
-        if not self.manager.cancel_job_by_id(job["id"], abort=True):
+        if not self.manager.cancel_job_by_id(job["id"], abort=True, connection=db.get_conn()):
             raise InvalidState("the job finished before it could be cancelled")
         return job["status"] == "todo"
 
@@ -227,10 +228,8 @@ class QueueService:
         if job["status"] not in RETRYABLE:
             raise InvalidState(f"a {job['status']} job cannot be retried")
         if job["status"] == "failed":
-            try:
-                self.manager.retry_job_by_id(job["id"], retry_at=_now())
-            except procrastinate.exceptions.ConnectorException:
-                raise InvalidState("the job is no longer failed") from None
+            if not store.retry_failed_job(db.get_conn(), job["id"]):
+                raise InvalidState("the job is no longer failed")
             return job["id"]
         copy = procrastinate.jobs.Job(
             id=None,
@@ -241,7 +240,7 @@ class QueueService:
             priority=job["priority"],
             task_kwargs=job["args"],
         )
-        return self.manager.defer_job(copy).id
+        return self.manager.defer_job(copy, connection=db.get_conn()).id
 
 
 def _repeated_keys(built: dict[int, procrastinate.jobs.Job]) -> list[dict]:
@@ -261,10 +260,6 @@ def _repeated_keys(built: dict[int, procrastinate.jobs.Job]) -> list[dict]:
             )
         seen.setdefault(job.queueing_lock, index)
     return errors
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def get_queue() -> QueueService:

@@ -90,3 +90,17 @@ def get_job_id_by_queueing_lock(conn: psycopg.Connection, queueing_lock: str) ->
         (queueing_lock,),
     ).fetchone()
     return None if row is None else row[0]
+
+
+def retry_failed_job(conn: psycopg.Connection, job_id: int) -> bool:
+    """Put a failed job back in its queue now (Procrastinate's retry function); False if it
+    is not failed any more (another retry won the race)."""
+    try:
+        row = conn.execute(
+            "SELECT procrastinate_retry_job_v2(id, now(), NULL, NULL, NULL)"
+            " FROM procrastinate_jobs WHERE id = %s AND status = 'failed'",
+            (job_id,),
+        ).fetchone()
+    except psycopg.errors.RaiseException:  # the function found it no longer failed
+        return False
+    return row is not None
