@@ -107,8 +107,10 @@ def report(results: dict) -> str:
         "",
         f"- Date: {datetime.date.today().isoformat()}",
         f"- Machine: {harness.machine()}",
-        f"- Medians of {RUNS} runs of `python -m bench.run`; each run measures Howdah and bare "
-        "Procrastinate one after the other, on fresh databases, so ratios compare like with like.",
+        f"- Medians of {RUNS} runs of `python -m bench.run`. Within a run Howdah and bare "
+        "Procrastinate are measured side by side (the API in alternating segments on one "
+        "database; the others one after the other on fresh databases), so ratios compare "
+        "like with like on this shared machine.",
         "",
         "| what | Howdah | beside it | ratio | target | |",
         "|---|---|---|---|---|---|",

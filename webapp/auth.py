@@ -127,7 +127,7 @@ def login():
     if user is None:
         audit.record("login.failed", target_type="user", target_id=email)
         flash(GENERIC_FAILURE, "error")
-        return render_template("auth/login.html", form=form), 401
+        return render_template("auth/login.html", form=form)  # 401 would need a challenge
     remember = bool(form.remember.data)
     days = current_app.config["REMEMBER_DAYS"] if remember else 0
     hours = 0 if remember else current_app.config["SESSION_HOURS"]

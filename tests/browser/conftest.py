@@ -1,0 +1,64 @@
+"""A real browser (Debian's chromium, driven by playwright) against a real gunicorn."""
+
+import os
+import shutil
+
+import pytest
+
+from tests import processes
+from tests.conftest import TEST_SECRET
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless chromium for the session. CI installs it; elsewhere, a missing one skips."""
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
+        pytest.skip("no chromium on this machine (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def live_server(db_url, tmp_path):
+    """gunicorn on the test database; yields its base URL."""
+    port = processes.free_port()
+    env = processes.process_env(
+        DATABASE_URL=db_url, SECRET_KEY=TEST_SECRET, PORT=str(port), WEB_CONCURRENCY="1"
+    )
+    web = processes.start_web(env, tmp_path / "web.log")
+    base = f"http://127.0.0.1:{port}"
+    processes.wait_for(f"{base}/healthz")
+    yield base
+    processes.stop(web)
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh browser context and page; console errors (CSP refusals included) are kept."""
+    context = browser.new_context(base_url=live_server)
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    yield page
+    context.close()
