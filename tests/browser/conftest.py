@@ -23,9 +23,13 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
-    """One headless chromium for the session. CI installs it; elsewhere, a missing one skips."""
+    """One headless chromium for these tests. CI installs it; elsewhere, a missing one skips.
+
+    Package-scoped: playwright's sync API runs an event loop in the main thread while it
+    is open, which later tests calling ``asyncio.run`` must not find.
+    """
     path = chromium_path()
     if path is None:
         if os.environ.get("CI"):
