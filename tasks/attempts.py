@@ -67,7 +67,16 @@ class AttemptRecorder:
             result = await call_next()
         except BaseException as exc:
             outcome = "aborted" if isinstance(exc, ABORTED) else "failed"
-            await self._write([self._row(job, started, outcome, exc=exc)])
+            try:
+                await self._write([self._row(job, started, outcome, exc=exc)])
+            except (psycopg.Error, psycopg_pool.PoolTimeout):
+                # Keep the task's own exception: it decides whether the job is retried.
+                log.warning(
+                    "could not record failed attempt of job %s",
+                    job.id,
+                    exc_info=True,
+                    extra={"action": "attempt_record_failed"},
+                )
             raise
         self._pending.append(self._row(job, started, "succeeded", result=result))
         if len(self._pending) >= self.max_batch:

@@ -4,6 +4,7 @@ import datetime
 import logging
 
 import procrastinate
+import psycopg
 
 from tasks import queues
 from webapp.store import maintenance as store
@@ -23,20 +24,28 @@ def settings(context: procrastinate.JobContext) -> dict:
 @bp.periodic(cron="* * * * * */10")
 @bp.task(name="retry_stalled_jobs", queue=queues.DEFAULT, pass_context=True)
 async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> dict:
-    """Re-queue jobs left in ``doing`` by workers whose heartbeat went silent."""
+    """Re-queue jobs left in ``doing`` by workers whose heartbeat went silent.
+
+    Each change applies only if the job is still running on the silent worker, so an
+    overlapping run cannot re-queue a job another worker has taken since.
+    """
     config = settings(context)
-    manager = context.app.job_manager
-    stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=config["WORKER_STALLED_AFTER"])
+    stalled = await context.app.job_manager.get_stalled_jobs(
+        seconds_since_heartbeat=config["WORKER_STALLED_AFTER"]
+    )
     retried, failed = [], []
     for job in stalled:
-        async with context.app.connector.pool.connection() as conn:
-            await store.insert_lost_attempt(conn, job.id, job.attempts + 1, job.worker_id)
-        if job.attempts + 1 < config["LOST_JOB_MAX_ATTEMPTS"]:
-            await manager.retry_job(job)
-            retried.append(job.id)
-        else:
-            await manager.finish_job(job, status=procrastinate.jobs.Status.FAILED, delete_job=False)
-            failed.append(job.id)
+        give_up = job.attempts + 1 >= config["LOST_JOB_MAX_ATTEMPTS"]
+        try:
+            async with context.app.connector.pool.connection() as conn, conn.transaction():
+                change = store.fail_stalled_job if give_up else store.retry_stalled_job
+                if await change(conn, job.id, job.worker_id):
+                    await store.insert_lost_attempt(conn, job.id, job.attempts + 1, job.worker_id)
+                    (failed if give_up else retried).append(job.id)
+        except psycopg.Error:  # e.g. its queueing lock is taken again: the others go on
+            log.exception(
+                "could not recover stalled job %s", job.id, extra={"action": "retry_stalled_jobs"}
+            )
     if stalled:
         log.warning(
             "stalled jobs: retried %s, failed %s",

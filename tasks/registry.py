@@ -14,6 +14,7 @@ from typing import Any
 import procrastinate
 import pydantic
 from procrastinate import JobContext
+from procrastinate.job_context import AbortReason
 
 from tasks.payloads import JobPayload
 
@@ -102,13 +103,22 @@ def job_task(
                 data = payload.model_validate(kwargs)
             except pydantic.ValidationError as exc:
                 raise InvalidPayload(str(exc)) from None
+            deadline = asyncio.timeout(time_limit)
             try:
-                async with asyncio.timeout(time_limit):
+                async with deadline:
                     return await fn(data, context)
             except TimeoutError:
+                if not deadline.expired():
+                    raise  # a timeout inside the task (a provider's, say), not ours
                 raise TimeLimitExceeded(
                     f"{context.job.task_name} exceeded its {time_limit:g} s time limit"
                 ) from None
+            except asyncio.CancelledError:
+                # Procrastinate cancels an async job to abort it. An abort someone asked
+                # for ends the job as aborted; one from a worker shutdown may be retried.
+                if context.abort_reason() == AbortReason.USER_REQUEST:
+                    raise procrastinate.exceptions.JobAborted("aborted on request") from None
+                raise
 
         task = bp.task(name=name, queue=queue, priority=priority, retry=retry, pass_context=True)(
             run

@@ -182,3 +182,15 @@ def test_two_thousand_jobs_on_two_workers_each_run_exactly_once(service, conn):
         (ids,),
     ).fetchone()[0]
     assert starts == 2000
+
+
+def test_cancelling_a_running_job_aborts_it_and_it_can_run_again(service):
+    service.start_worker()
+    job_id = service.defer("diagnostics:sleep", seconds=30)
+    service.wait_status(job_id, "doing")
+    response = service.http.post(f"{service.base}/jobs/{job_id}/cancel", timeout=10)
+    assert response.status_code == 202
+    job = service.wait_status(job_id, "aborted", "failed", timeout=15)
+    assert job["status"] == "aborted"
+    retried = service.http.post(f"{service.base}/jobs/{job_id}/retry", timeout=10).json()
+    assert retried["retried_from"] == job_id and retried["status"] == "todo"

@@ -129,7 +129,8 @@ def main() -> int:
     try:
         if not env.get("DATABASE_URL"):
             print(f"Starting the embedded PostgreSQL (data in {data_dir / 'pgdata'})", flush=True)
-            database = EmbeddedPostgres(data_dir / "pgdata").start()
+            database = EmbeddedPostgres(data_dir / "pgdata")
+            database.start()
             env["DATABASE_URL"] = database.ensure_database("howdah")
         return run_processes(env)
     except Stopped as stop:

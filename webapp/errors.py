@@ -12,6 +12,7 @@ from werkzeug.exceptions import (
     HTTPException,
     InternalServerError,
     ServiceUnavailable,
+    UnprocessableEntity,
     default_exceptions,
 )
 
@@ -47,10 +48,22 @@ def render_error(error: HTTPException):
     return body, error.code, response.headers
 
 
+def unstorable_value(exc: Exception):
+    """A value PostgreSQL refuses (a NUL character, a number out of range): the client's."""
+    log.info("rejected a value the database cannot store: %s", exc, extra={"action": "data"})
+    return render_error(
+        UnprocessableEntity(
+            "The request holds a value the database cannot store (such as a NUL character)."
+        )
+    )
+
+
 def connector_error(exc: Exception):
     """Procrastinate wraps database errors; an outage among them is a 503 as well."""
     if isinstance(exc.__cause__, db.UNAVAILABLE_ERRORS):
         return database_unavailable(exc.__cause__)
+    if isinstance(exc.__cause__, psycopg.DataError):
+        return unstorable_value(exc.__cause__)
     return unexpected_error(exc)
 
 
@@ -81,5 +94,6 @@ def init_app(app: Flask) -> None:
     for error_class in db.UNAVAILABLE_ERRORS:
         app.register_error_handler(error_class, database_unavailable)
     app.register_error_handler(psycopg.errors.UndefinedTable, schema_missing)
+    app.register_error_handler(psycopg.DataError, unstorable_value)
     app.register_error_handler(procrastinate.exceptions.ConnectorException, connector_error)
     app.register_error_handler(Exception, unexpected_error)

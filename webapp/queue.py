@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import procrastinate
+import psycopg
 import pydantic
 from flask import Flask, current_app
 from procrastinate.manager import JobManager
@@ -211,13 +212,12 @@ class QueueService:
         max_wait = current_app.config["QUEUE_MAX_WAIT_SECONDS"]
         return monitoring.queue_health(db.get_conn(), max_wait, known=queues.ALL)
 
-    def cancel(self, job: dict) -> bool:
-        """Cancel a waiting job (True) or ask a running one to abort (False)."""
+    def cancel(self, job: dict) -> None:
+        """Cancel a waiting job, or ask a running one to abort."""
         if job["status"] not in CANCELLABLE:
             raise InvalidState(f"a {job['status']} job cannot be cancelled")
         if not self.manager.cancel_job_by_id(job["id"], abort=True, connection=db.get_conn()):
             raise InvalidState("the job finished before it could be cancelled")
-        return job["status"] == "todo"
 
     def retry(self, job: dict) -> int:
         """Run a finished, unsuccessful job again; return the id of the job that will run.
@@ -227,20 +227,31 @@ class QueueService:
         """
         if job["status"] not in RETRYABLE:
             raise InvalidState(f"a {job['status']} job cannot be retried")
+        conn = db.get_conn()
         if job["status"] == "failed":
-            if not store.retry_failed_job(db.get_conn(), job["id"]):
-                raise InvalidState("the job is no longer failed")
+            try:
+                with conn.transaction():
+                    store.clear_abort_request(conn, job["id"])
+                    if not store.retry_failed_job(conn, job["id"]):
+                        raise InvalidState("the job is no longer failed")
+            except psycopg.errors.UniqueViolation:
+                raise InvalidState("a job with this job's idempotency key is waiting") from None
             return job["id"]
+        # A fixed queueing lock: a repeated click finds the first copy still waiting (409).
+        retry_lock = f"org:{job['args'].get('organization_id')}:retry-of:{job['id']}"
         copy = procrastinate.jobs.Job(
             id=None,
             queue=job["queue_name"],
             lock=None,
-            queueing_lock=None,
+            queueing_lock=retry_lock,
             task_name=job["task_name"],
             priority=job["priority"],
             task_kwargs=job["args"],
         )
-        return self.manager.defer_job(copy, connection=db.get_conn()).id
+        try:
+            return self.manager.defer_job(copy, connection=conn).id
+        except procrastinate.exceptions.AlreadyEnqueued:
+            raise InvalidState("a retry of this job is already waiting") from None
 
 
 def _repeated_keys(built: dict[int, procrastinate.jobs.Job]) -> list[dict]:

@@ -296,3 +296,53 @@ def test_get_and_cancel_use_post_only_for_changes(client):
     job_id = post(client, NOOP).get_json()["id"]
     assert client.get(f"/api/v1/jobs/{job_id}/cancel").status_code == 405
     assert client.delete(f"/api/v1/jobs/{job_id}").status_code == 405
+
+
+@pytest.mark.parametrize(
+    "query", ["limit=%C2%B2", "cursor=%C2%B2", "cursor=99999999999999999999", "limit=-1"]
+)
+def test_odd_numbers_in_the_query_are_422(client, query):
+    assert client.get(f"/api/v1/jobs?{query}").status_code == 422
+
+
+def test_odd_organization_ids_are_400(admin_client):
+    for value in ("%C2%B2", "99999999999999999999", "0"):
+        assert admin_client.get(f"/api/v1/jobs?organization_id={value}").status_code == 400
+
+
+def test_values_postgres_cannot_store_are_422(client, conn):
+    body = {**SMS, "payload": {**SMS["payload"], "body": "nul \u0000 inside"}}
+    assert post(client, body).status_code == 422
+    assert client.get("/api/v1/jobs?task=%00").status_code == 422
+    assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 0
+
+
+def test_retry_of_a_failed_job_that_kept_an_abort_request(client, conn):
+    job_id = post(client, NOOP).get_json()["id"]
+    conn.execute(
+        "UPDATE procrastinate_jobs SET status = 'doing', abort_requested = true WHERE id = %s",
+        (job_id,),
+    )
+    conn.execute("UPDATE procrastinate_jobs SET status = 'failed' WHERE id = %s", (job_id,))
+    response = client.post(f"/api/v1/jobs/{job_id}/retry")
+    assert response.status_code == 202
+    assert response.get_json()["status"] == "todo"
+    assert response.get_json()["abort_requested"] is False
+
+
+def test_retry_of_a_failed_job_whose_key_is_taken_again_is_409(client, conn):
+    first = post(client, {**NOOP, "idempotency_key": "k"}).get_json()["id"]
+    conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (first,))
+    conn.execute("UPDATE procrastinate_jobs SET status = 'failed' WHERE id = %s", (first,))
+    assert post(client, {**NOOP, "idempotency_key": "k"}).status_code == 202
+    response = client.post(f"/api/v1/jobs/{first}/retry")
+    assert response.status_code == 409
+    assert job_row(conn, first)[4] == "failed"
+
+
+def test_retrying_a_cancelled_job_twice_defers_one_copy(client, conn):
+    job_id = post(client, NOOP).get_json()["id"]
+    client.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert client.post(f"/api/v1/jobs/{job_id}/retry").status_code == 202
+    assert client.post(f"/api/v1/jobs/{job_id}/retry").status_code == 409
+    assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 2

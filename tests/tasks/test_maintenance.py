@@ -70,3 +70,29 @@ def test_purge_keeps_a_job_with_any_recent_event(db_url, conn, jobs):
         "INSERT INTO procrastinate_events (job_id, type) VALUES (%s, 'retried')", (job_id,)
     )
     assert run_purge(db_url, days=7) == {"deleted": 0}
+
+
+def test_stalled_job_is_retried_only_if_still_on_the_silent_worker(db_url, conn):
+    import psycopg
+
+    from webapp.store import maintenance as store
+
+    silent = conn.execute("SELECT procrastinate_register_worker_v1()").fetchone()[0]
+    other = conn.execute("SELECT procrastinate_register_worker_v1()").fetchone()[0]
+    job_id = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+        " VALUES ('default', 'diagnostics:noop', '{\"organization_id\": 1}') RETURNING id"
+    ).fetchone()[0]
+    conn.execute(
+        "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s WHERE id = %s",
+        (other, job_id),
+    )
+
+    async def retry(worker):
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+            return await store.retry_stalled_job(aconn, job_id, worker)
+
+    assert asyncio.run(retry(silent)) is False  # another worker has it now
+    assert conn.execute("SELECT status FROM procrastinate_jobs").fetchone()[0] == "doing"
+    assert asyncio.run(retry(other)) is True
+    assert conn.execute("SELECT status FROM procrastinate_jobs").fetchone()[0] == "todo"

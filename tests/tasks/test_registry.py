@@ -5,6 +5,7 @@ import datetime
 
 import procrastinate
 import pytest
+from procrastinate.job_context import AbortReason
 
 from tasks import queues, registry
 from tasks.app import app, deferrable
@@ -103,3 +104,53 @@ def test_time_limit_stops_a_slow_task(monkeypatch):
 
     with pytest.raises(registry.TimeLimitExceeded, match=r"0\.05 s time limit"):
         run(slow, organization_id=1)
+
+
+class AbortingContext(FakeContext):
+    def __init__(self, reason):
+        super().__init__()
+        self.reason = reason
+
+    def abort_reason(self):
+        return self.reason
+
+
+@pytest.mark.parametrize(
+    ("reason", "raised"),
+    [
+        (AbortReason.USER_REQUEST, procrastinate.exceptions.JobAborted),
+        (AbortReason.SHUTDOWN, asyncio.CancelledError),
+    ],
+)
+def test_cancellation_ends_as_aborted_only_when_someone_asked(monkeypatch, reason, raised):
+    monkeypatch.setattr(registry, "_SPECS", [])
+    bp = procrastinate.Blueprint()
+
+    @registry.job_task(bp, name="waits", payload=registry.JobPayload, queue="default")
+    async def waits(payload, context):
+        """Wait to be cancelled."""
+        await asyncio.sleep(10)
+
+    async def cancel_it():
+        task = asyncio.ensure_future(waits.func(AbortingContext(reason), organization_id=1))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await task
+
+    with pytest.raises(raised):
+        asyncio.run(cancel_it())
+
+
+def test_a_timeout_inside_the_task_is_not_the_time_limit(monkeypatch):
+    monkeypatch.setattr(registry, "_SPECS", [])
+    bp = procrastinate.Blueprint()
+
+    @registry.job_task(
+        bp, name="provider_times_out", payload=registry.JobPayload, queue="default", time_limit=30
+    )
+    async def provider_times_out(payload, context):
+        """A provider's own timeout."""
+        raise TimeoutError("provider took too long")
+
+    with pytest.raises(TimeoutError, match="provider took too long"):
+        run(provider_times_out, organization_id=1)

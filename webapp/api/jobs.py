@@ -208,16 +208,18 @@ def cancel_job(job_id: int):
     """Cancel a waiting job (200), or request an abort of a running one (202)."""
     job = get_job_or_404(job_id)
     try:
-        cancelled = get_queue().cancel(job)
+        get_queue().cancel(job)
     except InvalidState as exc:
         api_error(409, str(exc), status=job["status"])
+    after = get_job_or_404(job_id)  # a worker may have taken it meanwhile
+    cancelled = after["status"] == "cancelled"
     audit.record(
         "job.cancel" if cancelled else "job.abort",
         target_type="job",
         target_id=job_id,
         organization_id=job["args"].get("organization_id"),
     )
-    return job_document(get_job_or_404(job_id)), 200 if cancelled else 202
+    return job_document(after), 200 if cancelled else 202
 
 
 @bp.post("/v1/jobs/<int:job_id>/retry")

@@ -7,15 +7,18 @@ every organization, or for the one named by ``?organization_id=``.
 from flask import abort, request
 from flask_login import current_user
 
+from webapp.api import params
+
 
 def named_organization() -> int | None:
     """The ``?organization_id=`` of the request, if any."""
     named = request.args.get("organization_id")
     if named is None:
         return None
-    if not named.isdigit() or int(named) < 1:
+    value = params.parse_id(named)
+    if value is None or value < 1:
         abort(400, "organization_id must be a positive whole number")
-    return int(named)
+    return value
 
 
 def acting_organization() -> int | None:

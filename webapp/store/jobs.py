@@ -104,3 +104,12 @@ def retry_failed_job(conn: psycopg.Connection, job_id: int) -> bool:
     except psycopg.errors.RaiseException:  # the function found it no longer failed
         return False
     return row is not None
+
+
+def clear_abort_request(conn: psycopg.Connection, job_id: int) -> None:
+    """Forget the abort request a failed job kept, so it can go back to ``todo``."""
+    conn.execute(
+        "UPDATE procrastinate_jobs SET abort_requested = false"
+        " WHERE id = %s AND status = 'failed' AND abort_requested",
+        (job_id,),
+    )

@@ -47,3 +47,30 @@ async def insert_lost_attempt(
         """,
         {"job_id": job_id, "attempt": attempt, "worker": f"worker #{worker_id}"},
     )
+
+
+STILL_STALLED = "id = %(id)s AND status = 'doing' AND worker_id IS NOT DISTINCT FROM %(worker)s"
+
+
+async def retry_stalled_job(
+    conn: psycopg.AsyncConnection, job_id: int, worker_id: int | None
+) -> bool:
+    """Put a stalled job back in its queue, unless it moved on since it was found."""
+    cursor = await conn.execute(
+        "SELECT procrastinate_retry_job_v2(id, now(), NULL, NULL, NULL)"
+        f" FROM procrastinate_jobs WHERE {STILL_STALLED}",
+        {"id": job_id, "worker": worker_id},
+    )
+    return await cursor.fetchone() is not None
+
+
+async def fail_stalled_job(
+    conn: psycopg.AsyncConnection, job_id: int, worker_id: int | None
+) -> bool:
+    """Mark a stalled job failed, unless it moved on since it was found."""
+    cursor = await conn.execute(
+        "SELECT procrastinate_finish_job_v1(id, 'failed', false)"
+        f" FROM procrastinate_jobs WHERE {STILL_STALLED}",
+        {"id": job_id, "worker": worker_id},
+    )
+    return await cursor.fetchone() is not None
