@@ -101,9 +101,9 @@ def test_failing_job_retries_with_backoff_then_fails_with_its_traceback(service)
     assert all("Traceback (most recent call last)" in a["traceback"] for a in rows)
     starts = [datetime.datetime.fromisoformat(a["started_at"]) for a in rows]
     gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(starts)]
-    # Backoff 0.25, 0.5, 1 s (cap 2), each picked up within the 0.5 s poll.
+    # Backoff 0.25, 0.5, 1 s (cap 2): each wait is at least the backoff.
     for gap, delay in zip(gaps, (0.25, 0.5, 1.0), strict=True):
-        assert delay <= gap < delay + 1.0, gaps
+        assert delay <= gap < delay + 2.0, gaps  # the 0.5 s poll, and room for a busy machine
 
 
 def test_sigterm_lets_a_running_job_finish_and_exits_zero(service):
