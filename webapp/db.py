@@ -87,10 +87,6 @@ class Database:
                 self._pool.close()
             self._pool = self._pid = None
 
-    def connection(self, timeout: float | None = None):
-        """A pooled connection as a context manager, waiting at most ``timeout`` s."""
-        return self.pool.connection(timeout=timeout)
-
 
 def get_db(app: Flask | None = None) -> Database:
     """The app's Database extension."""
