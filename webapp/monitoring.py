@@ -1,5 +1,6 @@
 """Health and status documents, built from the store; the views only serialise them."""
 
+import functools
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -21,8 +22,9 @@ class Readiness:
     reason: str | None = None
 
 
+@functools.cache
 def howdah_version() -> str:
-    """The installed Howdah distribution's version."""
+    """The installed Howdah distribution's version (read from its metadata once)."""
     return metadata.version("howdah")
 
 
