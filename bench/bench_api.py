@@ -21,7 +21,7 @@ from bench import bare_app, harness
 CLIENTS = 8
 SECONDS = 3.0
 ROUNDS = 3  # API and bare segments alternate, so drifts in load hit both
-BODY = json.dumps({"task": "diagnostics:noop", "payload": {"organization_id": 1}})
+BODY = json.dumps({"task": "sms:send_notification", "payload": harness.SMS_PAYLOAD})
 
 
 def hammer(clients: int, seconds: float, one_call) -> tuple[float, list[float]]:
@@ -112,7 +112,9 @@ def api(host: str, port: int, token: str) -> dict:
 
 def bare(clients: int) -> dict:
     """One segment of bare ``defer()`` calls from ``clients`` threads (the App is open)."""
-    rate, latencies = hammer(clients, SECONDS, lambda state: bare_app.noop.defer(organization_id=1))
+    rate, latencies = hammer(
+        clients, SECONDS, lambda state: bare_app.noop.defer(**harness.SMS_PAYLOAD)
+    )
     return summary(rate, latencies)
 
 

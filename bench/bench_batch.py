@@ -11,7 +11,7 @@ from bench import bare_app, harness
 BATCH = 1000
 REQUESTS = 30
 BODY = json.dumps(
-    {"jobs": [{"task": "diagnostics:noop", "payload": {"organization_id": 1}}] * BATCH}
+    {"jobs": [{"task": "sms:send_notification", "payload": harness.SMS_PAYLOAD}] * BATCH}
 )
 
 
@@ -36,7 +36,7 @@ def api(url: str) -> float:
 def bare(url: str) -> float:
     """Jobs per second through ``task.batch_defer``, one caller."""
     connector = procrastinate.SyncPsycopgConnector(conninfo=url, min_size=1, max_size=2)
-    kwargs = [{"organization_id": 1}] * BATCH
+    kwargs = [harness.SMS_PAYLOAD] * BATCH
     with bare_app.app.replace_connector(connector) as app:
         app.open()
         try:

@@ -43,7 +43,7 @@ def wait_done(db: psycopg.Connection, ids: list[int]) -> None:
 def run() -> dict:
     """Both measurements on one fresh database and one worker."""
     with harness.fresh_database() as url, harness.web(url) as (host, port):
-        token = harness.api_token(url)
+        token = harness.api_token(url, platform=True)  # diagnostics tasks
         worker = harness.start([harness.PYTHON, "-m", "tasks.worker"], url, "latency-worker")
         try:
             time.sleep(2)  # let the worker start listening

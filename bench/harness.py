@@ -36,11 +36,16 @@ def fresh_database():
         SERVER.drop_database(url)
 
 
-def api_token(url: str) -> str:
-    """Organization 1 and an API token for it, as a client of the API would have."""
+# A tenant's job: a console SMS (the diagnostics tasks are for platform tokens only).
+SMS_PAYLOAD = {"organization_id": 1, "to": "+14155550123", "body": "bench"}
+
+
+def api_token(url: str, platform: bool = False) -> str:
+    """Organization 1 and an API token for it (or a platform token), as a client would have."""
     with psycopg.connect(url, autocommit=True) as conn:
         organization = account_store.insert_organization(conn, "Bench")
-        secret, _ = accounts.new_token(conn, organization["id"], "bench", None)
+        owner = None if platform else organization["id"]
+        secret, _ = accounts.new_token(conn, owner, "bench", None)
     return secret
 
 

@@ -24,6 +24,6 @@ for namespace, blueprint in BLUEPRINTS.items():
     app.add_tasks_from(blueprint, namespace=namespace)
 
 
-def deferrable() -> dict[str, registry.TaskSpec]:
-    """Tasks a client may defer through the API, by full name."""
-    return registry.deferrable()
+def deferrable(platform: bool = True) -> dict[str, registry.TaskSpec]:
+    """Tasks a client may defer through the API, by full name (``platform``: an admin's)."""
+    return registry.deferrable(platform)

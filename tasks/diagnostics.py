@@ -1,4 +1,7 @@
-"""Diagnostic tasks for checking a deployment, for tests and for benchmarks."""
+"""Diagnostic tasks for checking a deployment, for tests and for benchmarks.
+
+They are platform-only: a tenant could otherwise hold worker slots with sleeps.
+"""
 
 import asyncio
 import time
@@ -16,7 +19,14 @@ class PlannedFailure(Exception):
     """Raised on purpose by fail_then_succeed."""
 
 
-@job_task(bp, name="noop", payload=NoopPayload, queue=queues.DEFAULT, retry=Backoff(max_retries=0))
+@job_task(
+    bp,
+    name="noop",
+    payload=NoopPayload,
+    queue=queues.DEFAULT,
+    retry=Backoff(max_retries=0),
+    platform_only=True,
+)
 async def noop(payload: NoopPayload, context: procrastinate.JobContext) -> None:
     """Do nothing: proves a job goes from the API through a worker."""
 
@@ -28,6 +38,7 @@ async def noop(payload: NoopPayload, context: procrastinate.JobContext) -> None:
     queue=queues.DEFAULT,
     time_limit=3600,
     retry=Backoff(max_retries=0),
+    platform_only=True,
 )
 async def sleep(payload: SleepPayload, context: procrastinate.JobContext) -> dict:
     """Sleep for the given seconds, stopping early when the job is aborted."""
@@ -45,6 +56,7 @@ async def sleep(payload: SleepPayload, context: procrastinate.JobContext) -> dic
     payload=FlakyPayload,
     queue=queues.DEFAULT,
     retry=Backoff(max_retries=3, base=0.25, cap=2),
+    platform_only=True,
 )
 async def fail_then_succeed(payload: FlakyPayload, context: procrastinate.JobContext) -> dict:
     """Fail the first N attempts, then succeed."""

@@ -61,6 +61,7 @@ class TaskSpec:
     time_limit: float
     retry: Backoff
     description: str = field(default="")
+    platform_only: bool = False  # deferrable by platform admins and tokens only
 
     @property
     def name(self) -> str:
@@ -76,6 +77,7 @@ class TaskSpec:
             "priority": self.priority,
             "time_limit_seconds": self.time_limit,
             "retry": self.retry.describe(),
+            "platform_only": self.platform_only,
             "payload_schema": self.payload.model_json_schema(),
         }
 
@@ -92,6 +94,7 @@ def job_task(
     priority: int = 0,
     time_limit: float = 60.0,
     retry: Backoff | None = None,
+    platform_only: bool = False,
 ):
     """Declare an async task taking a validated payload; see the module docstring."""
     retry = retry or Backoff()
@@ -132,6 +135,7 @@ def job_task(
                 time_limit,
                 retry,
                 (fn.__doc__ or "").strip().splitlines()[0],
+                platform_only,
             )
         )
         return task
@@ -139,6 +143,7 @@ def job_task(
     return decorator
 
 
-def deferrable() -> dict[str, TaskSpec]:
-    """Every task declared with ``job_task``, by full name."""
-    return {spec.name: spec for spec in _SPECS}
+def deferrable(platform: bool = True) -> dict[str, TaskSpec]:
+    """Every task declared with ``job_task`` (a tenant's caller: those not platform-only),
+    by full name."""
+    return {spec.name: spec for spec in _SPECS if platform or not spec.platform_only}

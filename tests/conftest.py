@@ -15,7 +15,7 @@ from webapp.store import accounts as account_store
 # Settings the suite sets itself; inherited values would make runs differ (and
 # DATABASE_URL must never be touched by tests).
 OWN_NAMES = {"DATABASE_URL", "SECRET_KEY", "PORT", "LOG_LEVEL", "QUEUE_MAX_WAIT_SECONDS"}
-OWN_PREFIXES = ("PROCRASTINATE_", "HOWDAH_", "WEB_", "WORKER_", "DB_")
+OWN_PREFIXES = ("PROCRASTINATE_", "HOWDAH_", "WEB_", "WORKER_", "DB_", "ORG_", "JOB_", "LOST_JOB_")
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 TEST_PASSWORD = "correct horse battery staple"
 
@@ -35,6 +35,22 @@ def pg_server(clean_environ):
     """The session's PostgreSQL server (see tests/databases.py for where it comes from)."""
     with databases.provide_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def restartable_server(clean_environ):
+    """A PostgreSQL server of the suite's own, which tests may stop and restart."""
+    server = databases.RestartableServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_server(restartable_server):
+    """The restartable server, running at the start and at the end of the test."""
+    restartable_server.start()
+    yield restartable_server
+    restartable_server.start()
 
 
 @pytest.fixture(scope="session")
@@ -148,6 +164,12 @@ def make_user(conn, orgs):
         return email
 
     return factory
+
+
+def sms_job(organization_id: int = 1, **options) -> dict:
+    """A request body for the cheapest job a tenant may defer: a console SMS."""
+    payload = {"organization_id": organization_id, "to": "+14155550123", "body": "hi"}
+    return {"task": "sms:send_notification", "payload": payload, **options}
 
 
 def bearer(client, secret):

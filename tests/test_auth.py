@@ -5,9 +5,9 @@ import re
 import pytest
 from werkzeug.datastructures import WWWAuthenticate
 
-from tests.conftest import TEST_PASSWORD, bearer
+from tests.conftest import TEST_PASSWORD, bearer, sms_job
 
-NOOP = {"task": "diagnostics:noop", "payload": {"organization_id": 1}}
+NOOP = sms_job(1)
 
 
 @pytest.fixture

@@ -13,7 +13,15 @@ def test_scoped_listing_uses_the_organization_index(conn):
         """
     )
     conn.execute("ANALYZE procrastinate_jobs")
-    params = {"org": "7", "status": None, "queue": None, "task": None, "before": None, "limit": 51}
+    params = {
+        "org": "7",
+        "status": None,
+        "queue": None,
+        "task": None,
+        "hidden": "housekeeping",
+        "before": None,
+        "limit": 51,
+    }
     plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + store.LIST_JOBS, params))
     assert "howdah_jobs_organization_id_idx" in plan, plan
     assert "Seq Scan on procrastinate_jobs" not in plan, plan

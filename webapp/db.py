@@ -14,17 +14,25 @@ import psycopg
 import psycopg_pool
 from flask import Flask, current_app, g
 
+from webapp.store import loaders
+
 log = logging.getLogger(__name__)
 
 EXTENSION = "howdah_db"
+
+# psycopg_pool retries a failed connection with doubling delays until this timeout; a
+# short one keeps the delays short, so the pool is back soon after the database.
+RECONNECT_TIMEOUT = 5.0
 
 # Errors that mean "the database is not there right now": answered 503.
 UNAVAILABLE_ERRORS = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
 
 
 def _configure(conn: psycopg.Connection) -> None:
-    """Pool connections run in autocommit; views open transactions explicitly."""
+    """Pool connections run in autocommit (views open transactions explicitly) and read
+    any row PostgreSQL can hold."""
     conn.autocommit = True
+    loaders.register(conn)
 
 
 def check_connection(conn: psycopg.Connection) -> None:
@@ -73,6 +81,7 @@ class Database:
                 },
                 configure=_configure,
                 check=check_connection,
+                reconnect_timeout=RECONNECT_TIMEOUT,
                 name=f"{self._application_name}-{os.getpid()}",
                 open=False,
             )

@@ -48,6 +48,14 @@ class WrongOrganization(Exception):
     """The payload names an organization other than the one the request acts for."""
 
 
+class TaskNotAllowed(Exception):
+    """The task is for platform admins and tokens only."""
+
+    def __init__(self, task_name: str, index: int | None = None):
+        super().__init__(f"{task_name} may be deferred by platform admins only")
+        self.index = index
+
+
 class InvalidState(Exception):
     """The job's status does not allow this action."""
 
@@ -73,6 +81,12 @@ def field_errors(error: pydantic.ValidationError, prefix: str = "") -> list[dict
         }
         for e in error.errors(include_url=False)
     ]
+
+
+def organization_of(args: Any) -> int | None:
+    """A job's organization id; None for arguments written around the API."""
+    value = args.get("organization_id") if isinstance(args, dict) else None
+    return value if isinstance(value, int) else None
 
 
 def queueing_lock(organization_id: int, idempotency_key: str | None) -> str | None:
@@ -104,13 +118,21 @@ class QueueService:
             return self._manager
 
     def build(
-        self, task_name: str, payload: Any, options: JobOptions, organization_id: int | None = None
+        self,
+        task_name: str,
+        payload: Any,
+        options: JobOptions,
+        organization_id: int | None = None,
+        platform: bool = False,
     ) -> procrastinate.jobs.Job:
         """Validate a request against its task and return the job to insert.
 
-        ``organization_id``, when given, is the only organization the job may belong to.
+        ``organization_id``, when given, is the only organization the job may belong to;
+        ``platform`` says the caller is a platform admin, who may defer any task.
         """
         spec = tasks.app.deferrable().get(task_name)
+        if spec is not None and spec.platform_only and not platform:
+            raise TaskNotAllowed(task_name)
         if spec is None:
             raise JobRejected(
                 [
@@ -149,25 +171,36 @@ class QueueService:
         ).job
 
     def defer(
-        self, task_name: str, payload: Any, organization_id: int | None = None, **options: Any
+        self,
+        task_name: str,
+        payload: Any,
+        organization_id: int | None = None,
+        platform: bool = False,
+        **options: Any,
     ) -> int:
         """Validate and insert one job; return its id."""
-        jobs = self.defer_many([(task_name, payload, JobOptions(**options))], organization_id)
-        return jobs[0].id
+        requests = [(task_name, payload, JobOptions(**options))]
+        return self.defer_many(requests, organization_id, platform)[0].id
 
     def defer_many(
-        self, requests: list[tuple[str, Any, JobOptions]], organization_id: int | None = None
+        self,
+        requests: list[tuple[str, Any, JobOptions]],
+        organization_id: int | None = None,
+        platform: bool = False,
     ) -> list[procrastinate.jobs.Job]:
         """Insert jobs all together or not at all, and return them with their ids.
 
-        Raises ``JobRejected`` (errors carry the index of each culprit) or ``DuplicateJob``.
+        Raises ``JobRejected`` (errors carry the index of each culprit), ``TaskNotAllowed``
+        or ``DuplicateJob``.
         """
         built, errors = {}, []
         for index, (task_name, payload, options) in enumerate(requests):
             try:
-                built[index] = self.build(task_name, payload, options, organization_id)
+                built[index] = self.build(task_name, payload, options, organization_id, platform)
             except JobRejected as exc:
                 errors += [{"index": index, **error} for error in exc.errors]
+            except TaskNotAllowed as exc:
+                raise TaskNotAllowed(task_name, index) from exc
         errors += _repeated_keys(built)
         if organization_id is None:  # a platform admin: each job's organization must exist
             errors += self._unknown_organizations(built)
@@ -204,8 +237,12 @@ class QueueService:
         return store.get_job(db.get_conn(), job_id, organization_id)
 
     def list_jobs(self, organization_id: int | None, **filters: Any) -> list[dict]:
-        """Jobs in scope, newest first; see ``store.jobs.list_jobs`` for the filters."""
-        return store.list_jobs(db.get_conn(), organization_id, **filters)
+        """Jobs in scope, newest first; see ``store.jobs.list_jobs`` for the filters.
+
+        Housekeeping runs are left out unless their queue is asked for by name.
+        """
+        hidden = None if filters.get("queue") else queues.HOUSEKEEPING
+        return store.list_jobs(db.get_conn(), organization_id, hidden_queue=hidden, **filters)
 
     def health(self) -> dict:
         """Per-queue counts, oldest waiting job and healthy flags."""
@@ -238,7 +275,7 @@ class QueueService:
                 raise InvalidState("a job with this job's idempotency key is waiting") from None
             return job["id"]
         # A fixed queueing lock: a repeated click finds the first copy still waiting (409).
-        retry_lock = f"org:{job['args'].get('organization_id')}:retry-of:{job['id']}"
+        retry_lock = f"org:{organization_of(job['args'])}:retry-of:{job['id']}"
         copy = procrastinate.jobs.Job(
             id=None,
             queue=job["queue_name"],

@@ -6,14 +6,14 @@ an emptied database with A's jobs: a waiting one, a failed one, and their attemp
 
 import pytest
 
-from tests.conftest import AuthActions, bearer
+from tests.conftest import AuthActions, bearer, sms_job
 
 MARKER = "acme-private-marker"
 A_SMS = {
     "task": "sms:send_notification",
     "payload": {"organization_id": 1, "to": "+14155550123", "body": MARKER},
 }
-A_NOOP = {"task": "diagnostics:noop", "payload": {"organization_id": 1}}
+A_NOOP = sms_job(1)
 
 CALLERS = [
     "anonymous",

@@ -2,9 +2,9 @@
 
 import pytest
 
-from tests.conftest import bearer
+from tests.conftest import bearer, sms_job
 
-NOOP = {"task": "diagnostics:noop", "payload": {"organization_id": 1}}
+NOOP = sms_job(1)
 
 
 def count_jobs(conn):
@@ -12,7 +12,7 @@ def count_jobs(conn):
 
 
 def test_batch_defers_every_job(client, conn):
-    jobs = [{**NOOP, "priority": i} for i in range(1000)]
+    jobs = [{**NOOP, "priority": i % 201 - 100} for i in range(1000)]
     response = client.post("/api/v1/jobs/batch", json={"jobs": jobs})
     assert response.status_code == 202
     deferred = response.get_json()["jobs"]

@@ -71,15 +71,30 @@ job_like = st.fixed_dictionaries(
 )
 near_valid = st.fixed_dictionaries(
     {
-        "task": st.just("diagnostics:noop"),
-        "payload": st.fixed_dictionaries({"organization_id": st.sampled_from([1, 2, 3])}),
+        "task": st.just("sms:send_notification"),
+        "payload": st.fixed_dictionaries(
+            {
+                "organization_id": st.sampled_from([1, 2, 3]),
+                "to": st.just("+14155550123"),
+                "body": st.just("hi"),
+            }
+        ),
     },
     optional={
         "priority": st.integers(-2000, 2000),
         "delay_seconds": st.floats(-1, 1e6, allow_nan=False),
         "idempotency_key": st.text(max_size=3),
         "queue": st.sampled_from(["default", "sms-notifications", "nope"]),
-        "run_at": st.sampled_from(["2030-01-01T00:00:00Z", "2030-01-01T00:00:00", "soon"]),
+        "run_at": st.sampled_from(
+            [
+                "2030-01-01T00:00:00Z",
+                "2030-01-01T00:00:00",
+                "soon",
+                "0001-01-01T00:00:00+14:00",
+                "9999-12-31T23:59:59-14:00",
+                "2027-01-01T00:00:00+05:00",
+            ]
+        ),
     },
 )
 jobs = job_like | near_valid

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from tests.conftest import bearer
+from tests.conftest import bearer, sms_job
 
 
 @pytest.fixture
@@ -17,7 +17,10 @@ SMS = {
     "task": "sms:send_notification",
     "payload": {"organization_id": 1, "to": "+14155550123", "body": "Your order shipped."},
 }
-NOOP = {"task": "diagnostics:noop", "payload": {"organization_id": 1}}
+NOOP = sms_job(1)
+NOW = datetime.datetime.now(datetime.UTC)
+SOON = (NOW + datetime.timedelta(days=1)).isoformat()
+LATER_THAN_ALLOWED = (NOW + datetime.timedelta(days=367)).isoformat()
 
 
 def job_row(conn, job_id):
@@ -53,7 +56,9 @@ def test_create_job_defers_a_row_with_the_organization_in_its_args(client, conn)
 
 
 def test_options_override_queue_and_priority_and_schedule(client, conn):
-    run_at = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    run_at = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)).replace(
+        microsecond=0
+    )
     response = post(
         client, {**NOOP, "queue": "email-digests", "priority": 99, "run_at": run_at.isoformat()}
     )
@@ -82,7 +87,14 @@ def test_options_override_queue_and_priority_and_schedule(client, conn):
         ),
         ({**SMS, "payload": {**SMS["payload"], "organization_id": 0}}, "payload.organization_id"),
         ({**SMS, "run_at": "2030-01-02T03:04:05"}, "run_at"),
-        ({**SMS, "run_at": "2030-01-02T03:04:05Z", "delay_seconds": 5}, "body"),
+        ({**SMS, "run_at": SOON, "delay_seconds": 5}, "body"),
+        # Far years: PostgreSQL would store them, and psycopg could not read them back.
+        ({**SMS, "run_at": "0001-01-01T00:00:00+14:00"}, "run_at"),
+        ({**SMS, "run_at": "9999-12-31T23:59:59-14:00"}, "run_at"),
+        ({**SMS, "run_at": LATER_THAN_ALLOWED}, "run_at"),
+        ({**SMS, "run_at": "2020-01-01T00:00:00Z"}, "run_at"),
+        ({**SMS, "priority": 101}, "priority"),
+        ({**SMS, "priority": -101}, "priority"),
         ({**SMS, "delay_seconds": -1}, "delay_seconds"),
         ({**SMS, "priority": 5000}, "priority"),
         ({**SMS, "queue": "no-such-queue"}, "queue"),
@@ -205,20 +217,22 @@ def test_a_payload_naming_another_organization_is_403(client, conn):
 
 
 def test_admin_defers_for_existing_organizations_only(admin_client, conn):
-    assert post(admin_client, {**NOOP, "payload": {"organization_id": 2}}).status_code == 202
-    response = post(admin_client, {**NOOP, "payload": {"organization_id": 99}})
+    assert post(admin_client, sms_job(2)).status_code == 202
+    response = post(admin_client, sms_job(99))
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == "payload.organization_id"
 
 
 def test_list_jobs_pages_with_a_cursor_and_filters(client, other_org, admin_client):
-    ids = [post(client, NOOP).get_json()["id"] for _ in range(5)]
+    ids = [post(client, sms_job(1, queue="default")).get_json()["id"] for _ in range(5)]
     post(client, SMS)
-    other = post(other_org, {**NOOP, "payload": {"organization_id": 2}}).get_json()["id"]
+    digest = {"organization_id": 1, "period": "daily", "recipients": ["ops@example.com"]}
+    digest_id = post(client, {"task": "email:send_digest", "payload": digest}).get_json()["id"]
+    other = post(other_org, sms_job(2)).get_json()["id"]
 
     seen, cursor = [], None
     while True:
-        query = "/api/v1/jobs?task=diagnostics:noop&limit=2"
+        query = "/api/v1/jobs?queue=default&limit=2"
         page = client.get(query + (f"&cursor={cursor}" if cursor else "")).get_json()
         seen += [job["id"] for job in page["jobs"]]
         cursor = page["next_cursor"]
@@ -228,6 +242,8 @@ def test_list_jobs_pages_with_a_cursor_and_filters(client, other_org, admin_clie
 
     queue = client.get("/api/v1/jobs?queue=sms-notifications").get_json()["jobs"]
     assert [job["task"] for job in queue] == ["sms:send_notification"]
+    digests = client.get("/api/v1/jobs?task=email:send_digest").get_json()["jobs"]
+    assert [job["id"] for job in digests] == [digest_id]
     assert client.get("/api/v1/jobs?status=succeeded").get_json()["jobs"] == []
     assert other not in [job["id"] for job in client.get("/api/v1/jobs").get_json()["jobs"]]
     everything = admin_client.get("/api/v1/jobs").get_json()["jobs"]
@@ -346,3 +362,30 @@ def test_retrying_a_cancelled_job_twice_defers_one_copy(client, conn):
     assert client.post(f"/api/v1/jobs/{job_id}/retry").status_code == 202
     assert client.post(f"/api/v1/jobs/{job_id}/retry").status_code == 409
     assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 2
+
+
+DIAGNOSTIC = {"task": "diagnostics:sleep", "payload": {"organization_id": 1, "seconds": 60}}
+
+
+def test_diagnostics_are_for_platform_callers_only(client, admin_client, conn):
+    refused = post(client, DIAGNOSTIC)
+    assert refused.status_code == 403
+    assert "platform admins" in refused.get_json()["message"]
+    batch = post(client, {"jobs": [NOOP, DIAGNOSTIC]}, "/api/v1/jobs/batch")
+    assert (batch.status_code, batch.get_json()["index"]) == (403, 1)
+    assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 0
+    assert post(admin_client, DIAGNOSTIC).status_code == 202
+
+
+def test_housekeeping_runs_stay_out_of_listings_unless_asked_for(client, admin_client, conn):
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+        " SELECT 'housekeeping', 'maintenance:retry_stalled_jobs', '{\"timestamp\": 1}'"
+        " FROM generate_series(1, 3)"
+    )
+    job_id = post(client, NOOP).get_json()["id"]
+    listed = admin_client.get("/api/v1/jobs").get_json()["jobs"]
+    assert [job["id"] for job in listed] == [job_id]
+    asked = admin_client.get("/api/v1/jobs?queue=housekeeping").get_json()["jobs"]
+    assert [job["task"] for job in asked] == ["maintenance:retry_stalled_jobs"] * 3
+    assert client.get("/api/v1/jobs?queue=housekeeping").get_json()["jobs"] == []

@@ -12,9 +12,11 @@ from webapp.queue import (
     InvalidState,
     JobOptions,
     JobRejected,
+    TaskNotAllowed,
     WrongOrganization,
     field_errors,
     get_queue,
+    organization_of,
 )
 from webapp.store import attempts as attempts_store
 
@@ -95,7 +97,7 @@ def job_document(row: dict) -> dict:
         "task": row["task_name"],
         "queue": row["queue_name"],
         "priority": row["priority"],
-        "organization_id": row["args"].get("organization_id"),
+        "organization_id": organization_of(row["args"]),
         "payload": row["args"],
         "attempts": row["runs"],
         "abort_requested": row["abort_requested"],
@@ -111,11 +113,13 @@ def job_document(row: dict) -> dict:
 def defer_or_fail(requests, organization_id):
     """Defer through the queue service, turning its refusals into API errors."""
     try:
-        return get_queue().defer_many(requests, organization_id)
+        return get_queue().defer_many(requests, organization_id, tenancy.is_platform())
     except JobRejected as exc:
         api_error(422, "the job request is invalid", errors=exc.errors)
     except WrongOrganization as exc:
         api_error(403, str(exc))
+    except TaskNotAllowed as exc:
+        api_error(403, str(exc), **({} if exc.index is None else {"index": exc.index}))
     except DuplicateJob as exc:
         extra = (
             {"job_id": exc.job_id}
@@ -173,12 +177,8 @@ def list_job_attempts(job_id: int):
     """Every recorded attempt of a job, with its error and traceback."""
     get_job_or_404(job_id)
     rows = attempts_store.list_attempts(db.get_conn(), job_id)
-    return {
-        "attempts": [
-            {**row, "started_at": iso(row["started_at"]), "finished_at": iso(row["finished_at"])}
-            for row in rows
-        ]
-    }
+    times = ("started_at", "finished_at", "retry_at")
+    return {"attempts": [{**row, **{name: iso(row[name]) for name in times}} for row in rows]}
 
 
 @bp.get("/v1/jobs")
@@ -217,7 +217,7 @@ def cancel_job(job_id: int):
         "job.cancel" if cancelled else "job.abort",
         target_type="job",
         target_id=job_id,
-        organization_id=job["args"].get("organization_id"),
+        organization_id=organization_of(job["args"]),
     )
     return job_document(after), 200 if cancelled else 202
 
@@ -234,7 +234,7 @@ def retry_job(job_id: int):
         "job.retry",
         target_type="job",
         target_id=job_id,
-        organization_id=job["args"].get("organization_id"),
+        organization_id=organization_of(job["args"]),
         details={"job_id": new_id} if new_id != job_id else None,
     )
     body = job_document(get_job_or_404(new_id))

@@ -29,3 +29,8 @@ def acting_organization() -> int | None:
     if named is not None and named != current_user.organization_id:
         abort(403, "this caller acts for its own organization only")
     return current_user.organization_id
+
+
+def is_platform() -> bool:
+    """Whether the caller is a platform admin (a person or a platform token)."""
+    return current_user.is_admin

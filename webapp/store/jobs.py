@@ -48,6 +48,7 @@ LIST_JOBS = f"""
         WHERE {IN_SCOPE}
           AND (%(status)s::text IS NULL OR j.status::text = %(status)s)
           AND (%(queue)s::text IS NULL OR j.queue_name = %(queue)s)
+          AND (%(hidden)s::text IS NULL OR j.queue_name <> %(hidden)s)
           AND (%(task)s::text IS NULL OR j.task_name = %(task)s)
           AND (%(before)s::bigint IS NULL OR j.id < %(before)s)
         ORDER BY j.id DESC
@@ -64,10 +65,12 @@ def list_jobs(
     status: str | None = None,
     queue: str | None = None,
     task: str | None = None,
+    hidden_queue: str | None = None,
     before_id: int | None = None,
     limit: int = 50,
 ) -> list[dict]:
-    """Jobs in scope, newest first, after the ``before_id`` cursor (keyset pagination)."""
+    """Jobs in scope, newest first, after the ``before_id`` cursor (keyset pagination),
+    leaving out ``hidden_queue``."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             LIST_JOBS,
@@ -76,6 +79,7 @@ def list_jobs(
                 "status": status,
                 "queue": queue,
                 "task": task,
+                "hidden": hidden_queue,
                 "before": before_id,
                 "limit": limit,
             },

@@ -1,0 +1,70 @@
+"""Loaders that let every Howdah connection read any row PostgreSQL can hold.
+
+PostgreSQL stores timestamps from 4713 BC to 294276 AD and ``infinity``; Python's
+``datetime`` spans years 1 to 9999, and psycopg raises ``DataError`` for the rest,
+which would fail every query that reads such a row (a job written around the API,
+say). Here those values load as the nearest ``datetime`` (``min`` or ``max``, in
+UTC), and JSON too deeply nested for Python's parser loads as a marker object.
+"""
+
+import datetime
+import json
+from typing import Any
+
+import psycopg
+from psycopg.adapt import Loader
+from psycopg.pq import Format
+from psycopg.types.json import set_json_loads
+
+EARLIEST = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+LATEST = datetime.datetime.max.replace(tzinfo=datetime.UTC)
+UNREADABLE_JSON = "unreadable"
+
+
+class ClampedLoader(Loader):
+    """Wraps psycopg's own timestamptz loader; see the module docstring."""
+
+    inner: type[Loader]
+    early: bytes  # the text suffix of a BC value; empty for the binary format
+
+    def __init__(self, oid: int, context: Any = None):
+        super().__init__(oid, context)
+        self._inner = self.inner(oid, context)
+
+    def load(self, data):
+        try:
+            return self._inner.load(data)
+        except psycopg.DataError:
+            return EARLIEST if _is_early(bytes(data), self.early) else LATEST
+
+
+def _clamped(inner: type[Loader], early: bytes) -> type[Loader]:
+    return type(
+        f"Clamped{inner.__name__}",
+        (ClampedLoader,),
+        {"inner": inner, "early": early, "format": inner.format},
+    )
+
+
+def _is_early(data: bytes, marker: bytes) -> bool:
+    if marker:  # text: "... BC" or "-infinity"
+        return data.endswith(marker) or data.startswith(b"-")
+    return int.from_bytes(data[:8], "big", signed=True) < 0  # binary: microseconds since 2000
+
+
+def safe_json_loads(data: str | bytes) -> Any:
+    """``json.loads``, but JSON nested deeper than Python parses becomes a marker object."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        return {UNREADABLE_JSON: "nested too deeply to load"}
+
+
+def register(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
+    """Install the clamping timestamp loaders and the safe JSON loader on ``conn``."""
+    oid = psycopg.postgres.types["timestamptz"].oid
+    for fmt, early in ((Format.TEXT, b" BC"), (Format.BINARY, b"")):
+        inner = conn.adapters.get_loader(oid, fmt)
+        if inner is not None and not issubclass(inner, ClampedLoader):
+            conn.adapters.register_loader(oid, _clamped(inner, early))
+    set_json_loads(safe_json_loads, conn)
