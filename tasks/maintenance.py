@@ -1,12 +1,21 @@
-"""Periodic housekeeping, run by the workers (no lock: every run is safe to repeat)."""
+"""Periodic housekeeping, on a queue of its own, safe under any worker that runs the App.
+
+The tasks read their settings from the environment when they run, never from a
+worker's additional context, so Procrastinate's own worker runs them as well as
+ours. Every change they make is conditional in SQL, so runs may repeat or overlap.
+``python -m tasks.worker`` serves the housekeeping queue in a slot of its own: no
+tenant's jobs, however many or long, can hold it back.
+"""
 
 import datetime
 import logging
+import os
+import time
 
 import procrastinate
-import psycopg
 
 from tasks import queues
+from webapp.config import housekeeping_settings
 from webapp.store import maintenance as store
 
 log = logging.getLogger(__name__)
@@ -14,65 +23,87 @@ log = logging.getLogger(__name__)
 bp = procrastinate.Blueprint()
 
 PURGE_BATCH = 5_000
+PURGE_BUDGET_SECONDS = 20.0  # one run stops here; the next run, ten minutes on, goes on
+HOUSEKEEPING_RETENTION = datetime.timedelta(days=1)
 
 
-def settings(context: procrastinate.JobContext) -> dict:
-    """The worker's settings, handed to every job as additional context."""
-    return context.additional_context["settings"]
+def pool(context: procrastinate.JobContext):
+    """The connection pool of the App running the task."""
+    return context.app.connector.pool
 
 
 @bp.periodic(cron="* * * * * */10")
-@bp.task(name="retry_stalled_jobs", queue=queues.DEFAULT, pass_context=True)
+@bp.task(
+    name="retry_stalled_jobs",
+    queue=queues.HOUSEKEEPING,
+    priority=queues.URGENT_PRIORITY,
+    pass_context=True,
+)
 async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> dict:
-    """Re-queue jobs left in ``doing`` by workers whose heartbeat went silent.
+    """Recover jobs left running by workers whose heartbeat went silent, then prune them.
 
-    Each change applies only if the job is still running on the silent worker, so an
-    overlapping run cannot re-queue a job another worker has taken since.
+    A run whose outcome is on record gets that outcome; any other is recorded as lost
+    and retried (see ``howdah_recover_stalled_jobs``).
     """
-    config = settings(context)
-    stalled = await context.app.job_manager.get_stalled_jobs(
-        seconds_since_heartbeat=config["WORKER_STALLED_AFTER"]
-    )
-    retried, failed = [], []
-    for job in stalled:
-        give_up = job.attempts + 1 >= config["LOST_JOB_MAX_ATTEMPTS"]
-        try:
-            async with context.app.connector.pool.connection() as conn, conn.transaction():
-                change = store.fail_stalled_job if give_up else store.retry_stalled_job
-                if await change(conn, job.id, job.worker_id):
-                    await store.insert_lost_attempt(conn, job.id, job.attempts + 1, job.worker_id)
-                    (failed if give_up else retried).append(job.id)
-        except psycopg.Error:  # e.g. its queueing lock is taken again: the others go on
-            log.exception(
-                "could not recover stalled job %s", job.id, extra={"action": "retry_stalled_jobs"}
-            )
-    if stalled:
+    settings = housekeeping_settings(os.environ)
+    silence = settings["WORKER_STALLED_AFTER"]
+    async with pool(context).connection() as conn:
+        recovered = await store.recover_stalled_jobs(
+            conn, silence, settings["LOST_JOB_MAX_ATTEMPTS"]
+        )
+        pruned = await store.prune_silent_workers(conn, silence)
+    for row in recovered:
         log.warning(
-            "stalled jobs: retried %s, failed %s",
-            retried,
-            failed,
+            "stalled job %s of %s: %s",
+            row["job_id"],
+            row["worker_name"],
+            row["action"],
             extra={"action": "retry_stalled_jobs"},
         )
-    return {"retried": retried, "failed": failed}
+    return {"recovered": recovered, "pruned_workers": pruned}
 
 
-@bp.periodic(cron="17 * * * *")
-@bp.task(name="purge_finished_jobs", queue=queues.DEFAULT, pass_context=True)
+@bp.periodic(cron="*/10 * * * *")
+@bp.task(
+    name="purge_finished_jobs",
+    queue=queues.HOUSEKEEPING,
+    priority=queues.URGENT_PRIORITY,
+    pass_context=True,
+)
 async def purge_finished_jobs(context: procrastinate.JobContext, timestamp: int) -> dict:
-    """Delete finished jobs, and their attempt records, older than the retention period."""
-    days = settings(context)["JOB_RETENTION_DAYS"]
-    cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=days)
+    """Delete finished jobs and their attempt records after the retention period.
+
+    Housekeeping runs themselves are kept for a day. A run stops after
+    ``PURGE_BUDGET_SECONDS`` so that it never holds the housekeeping slot for long.
+    """
+    days = housekeeping_settings(os.environ)["JOB_RETENTION_DAYS"]
+    now = datetime.datetime.now(datetime.UTC)
+    deadline = time.monotonic() + PURGE_BUDGET_SECONDS
+    deleted = await purge(context, now - datetime.timedelta(days=days), None, deadline)
+    deleted += await purge(context, now - HOUSEKEEPING_RETENTION, queues.HOUSEKEEPING, deadline)
+    async with pool(context).connection() as conn:
+        workers = await store.delete_old_worker_records(conn, now - datetime.timedelta(days=days))
+    log.info(
+        "purged %d finished jobs and %d worker records",
+        deleted,
+        workers,
+        extra={"action": "purge_finished_jobs"},
+    )
+    return {"deleted": deleted, "worker_records_deleted": workers}
+
+
+async def purge(
+    context: procrastinate.JobContext,
+    cutoff: datetime.datetime,
+    queue: str | None,
+    deadline: float,
+) -> int:
+    """Delete finished jobs older than ``cutoff`` in batches, until none is left or time is up."""
     deleted = 0
-    while True:
-        async with context.app.connector.pool.connection() as conn:
-            count = await store.delete_finished_jobs(conn, cutoff, PURGE_BATCH)
+    while time.monotonic() < deadline:
+        async with pool(context).connection() as conn:
+            count = await store.delete_finished_jobs(conn, cutoff, PURGE_BATCH, queue)
         deleted += count
         if count < PURGE_BATCH:
             break
-    log.info(
-        "purged %d finished jobs older than %d days",
-        deleted,
-        days,
-        extra={"action": "purge_finished_jobs"},
-    )
-    return {"deleted": deleted}
+    return deleted

@@ -89,3 +89,31 @@ def provide_server() -> Iterator[Server]:
             yield Server(embedded.url(), "embedded PostgreSQL")
         finally:
             embedded.stop()
+
+
+class RestartableServer:
+    """An embedded PostgreSQL in ./var/test-faults-pgdata that tests stop and restart."""
+
+    def __init__(self):
+        self._server = EmbeddedPostgres(ROOT / "var" / "test-faults-pgdata")
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def restart(self) -> None:
+        """Stop (fast: sessions are cut) and start again, like ``pg_ctl restart -m fast``."""
+        self.stop()
+        self.start()
+
+    def migrated_database(self) -> str:
+        """A new database with every migration applied; returns its URL."""
+        from webapp import migrations
+
+        name = f"howdah_test_{uuid.uuid4().hex[:12]}"
+        url = self._server.ensure_database(name)
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrations.migrate(conn)
+        return url

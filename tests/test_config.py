@@ -103,3 +103,22 @@ def test_worker_settings_need_no_secret_and_split_queues():
 def test_worker_settings_require_database_url():
     with pytest.raises(config.ConfigError, match="DATABASE_URL is required"):
         config.worker_settings({})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, 5), ("12", 12), ("0", None)])
+def test_organization_cap_defaults_to_five_and_zero_lifts_it(raw, expected):
+    environ = {"DATABASE_URL": "postgresql://localhost/x"}
+    if raw is not None:
+        environ["ORG_MAX_RUNNING"] = raw
+    assert config.worker_settings(environ)["ORG_MAX_RUNNING"] == expected
+
+
+def test_housekeeping_settings_come_from_the_environment_alone():
+    settings = config.housekeeping_settings({"JOB_RETENTION_DAYS": "3"})
+    assert settings == {
+        "WORKER_STALLED_AFTER": 30,
+        "LOST_JOB_MAX_ATTEMPTS": 5,
+        "JOB_RETENTION_DAYS": 3,
+    }
+    with pytest.raises(config.ConfigError, match="WORKER_STALLED_AFTER"):
+        config.housekeeping_settings({"WORKER_STALLED_AFTER": "5"})

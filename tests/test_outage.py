@@ -5,21 +5,11 @@ import time
 import pytest
 
 from tests.conftest import bearer
-from webapp import accounts, migrations
-from webapp.embedded import EmbeddedPostgres
+from webapp import accounts
 
 pytestmark = pytest.mark.e2e
 
 ENDPOINTS = ("/readyz", "/api/admin/status", "/api/admin/queues/health")
-
-
-@pytest.fixture
-def own_server(tmp_path_factory):
-    """A PostgreSQL server this test may stop and start at will."""
-    server = EmbeddedPostgres(migrations.PROJECT_DIR.parent / "var" / "test-outage-pgdata")
-    server.start()
-    yield server
-    server.stop()
 
 
 def timed_get(client, path):
@@ -31,9 +21,8 @@ def timed_get(client, path):
 def test_outage_gives_fast_503s_then_recovers(own_server, make_app):
     import psycopg
 
-    url = own_server.ensure_database("outage")
+    url = own_server.migrated_database()
     with psycopg.connect(url, autocommit=True) as conn:
-        migrations.migrate(conn)
         secret, _ = accounts.new_token(conn, None, "outage", None)
     client = bearer(make_app(url).test_client(), secret)
     for path in ENDPOINTS:

@@ -142,18 +142,28 @@ def web_settings(environ: Mapping[str, str]) -> dict:
     }
 
 
+def housekeeping_settings(environ: Mapping[str, str]) -> dict:
+    """What the housekeeping tasks read, in whichever worker runs them."""
+    return {
+        "WORKER_STALLED_AFTER": parse_int(environ, "WORKER_STALLED_AFTER", 30, minimum=15),
+        "LOST_JOB_MAX_ATTEMPTS": parse_int(environ, "LOST_JOB_MAX_ATTEMPTS", 5, minimum=1),
+        "JOB_RETENTION_DAYS": parse_int(environ, "JOB_RETENTION_DAYS", 7, minimum=1),
+    }
+
+
 def worker_settings(environ: Mapping[str, str]) -> dict:
     """Everything the worker process needs; a worker needs no SECRET_KEY."""
     queues = [q.strip() for q in environ.get("WORKER_QUEUES", "").split(",") if q.strip()]
     return {
         **database_settings(environ, "WORKER", max_size=8),
+        **housekeeping_settings(environ),
         "WORKER_CONCURRENCY": parse_int(environ, "WORKER_CONCURRENCY", 10, minimum=1),
         "WORKER_QUEUES": queues,
         "WORKER_NAME": environ.get("WORKER_NAME", "").strip() or None,
         "WORKER_SHUTDOWN_TIMEOUT": parse_seconds(environ, "WORKER_SHUTDOWN_TIMEOUT", 30.0),
         "WORKER_POLL_INTERVAL": parse_seconds(environ, "WORKER_POLL_INTERVAL", 0.5),
-        "WORKER_STALLED_AFTER": parse_int(environ, "WORKER_STALLED_AFTER", 30, minimum=15),
-        "LOST_JOB_MAX_ATTEMPTS": parse_int(environ, "LOST_JOB_MAX_ATTEMPTS", 5, minimum=1),
-        "JOB_RETENTION_DAYS": parse_int(environ, "JOB_RETENTION_DAYS", 7, minimum=1),
+        # 0: no cap. Otherwise at most this many jobs of one organization run at once,
+        # across every worker and queue.
+        "ORG_MAX_RUNNING": parse_int(environ, "ORG_MAX_RUNNING", 5, minimum=0) or None,
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
     }

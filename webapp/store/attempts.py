@@ -14,20 +14,31 @@ COLUMNS = (
     "error_message",
     "traceback",
     "result_summary",
+    "retry_at",
 )
 
 INSERT_MANY = f"""
     INSERT INTO job_attempts ({", ".join(COLUMNS)})
     SELECT * FROM unnest(
         %s::bigint[], %s::int[], %s::text[], %s::text[], %s::timestamptz[],
-        %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[]
+        %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[]
     )
-    ON CONFLICT (job_id, attempt) DO NOTHING
+    ON CONFLICT (job_id, attempt) DO UPDATE SET
+        worker_name = excluded.worker_name, outcome = excluded.outcome,
+        started_at = excluded.started_at, finished_at = excluded.finished_at,
+        error_class = excluded.error_class, error_message = excluded.error_message,
+        traceback = excluded.traceback, result_summary = excluded.result_summary,
+        retry_at = excluded.retry_at
+    WHERE job_attempts.outcome = 'lost'
 """
 
 
 async def insert_attempts(conn: psycopg.AsyncConnection, rows: list[tuple]) -> None:
-    """Insert attempt rows (tuples in COLUMNS order) in one statement; repeats are ignored."""
+    """Insert attempt rows (tuples in COLUMNS order) in one statement.
+
+    A repeat is ignored, but a real outcome replaces a ``lost`` record of the same
+    attempt: the worker was only cut off, and its run did end.
+    """
     columns = [list(values) for values in zip(*rows, strict=True)]
     await conn.execute(INSERT_MANY, columns)
 

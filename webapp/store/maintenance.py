@@ -3,11 +3,13 @@
 import datetime
 
 import psycopg
+from psycopg.rows import dict_row
 
 DELETE_FINISHED = """
     WITH doomed AS (
         SELECT j.id FROM procrastinate_jobs j
         WHERE j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+          AND (%(queue)s::text IS NULL OR j.queue_name = %(queue)s)
           AND (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id)
               < %(cutoff)s
         ORDER BY j.id
@@ -23,54 +25,53 @@ DELETE_FINISHED = """
 
 
 async def delete_finished_jobs(
-    conn: psycopg.AsyncConnection, cutoff: datetime.datetime, limit: int
+    conn: psycopg.AsyncConnection,
+    cutoff: datetime.datetime,
+    limit: int,
+    queue: str | None = None,
 ) -> int:
-    """Delete up to ``limit`` jobs finished before ``cutoff``, with their attempts."""
-    cursor = await conn.execute(DELETE_FINISHED, {"cutoff": cutoff, "limit": limit})
+    """Delete up to ``limit`` jobs finished before ``cutoff`` (of one queue, if given),
+    with their attempts."""
+    cursor = await conn.execute(DELETE_FINISHED, {"cutoff": cutoff, "limit": limit, "queue": queue})
     return (await cursor.fetchone())[0]
 
 
-async def insert_lost_attempt(
-    conn: psycopg.AsyncConnection, job_id: int, attempt: int, worker_id: int | None
-) -> None:
-    """Record that a job's run ended with its worker gone (times from its last start)."""
-    await conn.execute(
+async def recover_stalled_jobs(
+    conn: psycopg.AsyncConnection, stalled_seconds: float, max_lost: int
+) -> list[dict]:
+    """Recover jobs of silent workers (see ``howdah_recover_stalled_jobs``)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM howdah_recover_stalled_jobs(%s, %s)", (stalled_seconds, max_lost)
+        )
+        return await cur.fetchall()
+
+
+async def prune_silent_workers(conn: psycopg.AsyncConnection, stalled_seconds: float) -> int:
+    """Delete silent workers' rows once none of their jobs runs (same silence rule)."""
+    cursor = await conn.execute(
         """
-        INSERT INTO job_attempts (job_id, attempt, worker_name, outcome, started_at,
-                                  finished_at, error_class, error_message)
-        SELECT %(job_id)s, %(attempt)s, %(worker)s, 'lost',
-               coalesce(max(e.at), now()), now(), 'WorkerLost',
-               'the worker stopped sending heartbeats while running this job'
-        FROM procrastinate_events e
-        WHERE e.job_id = %(job_id)s AND e.type = 'started'
-        ON CONFLICT (job_id, attempt) DO NOTHING
+        DELETE FROM procrastinate_workers w
+        WHERE greatest(w.last_heartbeat, pg_postmaster_start_time())
+              < now() - make_interval(secs => %(seconds)s)
+          AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                          WHERE j.worker_id = w.id AND j.status = 'doing')
         """,
-        {"job_id": job_id, "attempt": attempt, "worker": f"worker #{worker_id}"},
+        {"seconds": stalled_seconds},
     )
+    return cursor.rowcount
 
 
-STILL_STALLED = "id = %(id)s AND status = 'doing' AND worker_id IS NOT DISTINCT FROM %(worker)s"
-
-
-async def retry_stalled_job(
-    conn: psycopg.AsyncConnection, job_id: int, worker_id: int | None
-) -> bool:
-    """Put a stalled job back in its queue, unless it moved on since it was found."""
+async def delete_old_worker_records(
+    conn: psycopg.AsyncConnection, cutoff: datetime.datetime
+) -> int:
+    """Forget registry rows of workers gone before ``cutoff`` (no attempt needs them now)."""
     cursor = await conn.execute(
-        "SELECT procrastinate_retry_job_v2(id, now(), NULL, NULL, NULL)"
-        f" FROM procrastinate_jobs WHERE {STILL_STALLED}",
-        {"id": job_id, "worker": worker_id},
+        """
+        DELETE FROM worker_registry g
+        WHERE g.started_at < %s
+          AND NOT EXISTS (SELECT 1 FROM procrastinate_workers w WHERE w.id = g.worker_id)
+        """,
+        (cutoff,),
     )
-    return await cursor.fetchone() is not None
-
-
-async def fail_stalled_job(
-    conn: psycopg.AsyncConnection, job_id: int, worker_id: int | None
-) -> bool:
-    """Mark a stalled job failed, unless it moved on since it was found."""
-    cursor = await conn.execute(
-        "SELECT procrastinate_finish_job_v1(id, 'failed', false)"
-        f" FROM procrastinate_jobs WHERE {STILL_STALLED}",
-        {"id": job_id, "worker": worker_id},
-    )
-    return await cursor.fetchone() is not None
+    return cursor.rowcount

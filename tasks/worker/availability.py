@@ -1,0 +1,131 @@
+"""Whether the database answers the worker: one line when it goes, one when it is back.
+
+Every part of the worker that talks to the database (the fetchers, the finisher, the
+heartbeat and listener, the abort poll, the periodic deferrer) reports each failure
+and each success here. The first failure of an outage is logged with its cause; the
+end of the outage (every failing part has succeeded again) is logged with its length.
+Between tries each part waits with capped, jittered exponential backoff.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import procrastinate
+import psycopg
+import psycopg_pool
+
+log = logging.getLogger("tasks.worker")
+
+# The database is down, unreachable, restarting, or cut this connection.
+OUTAGE_ERRORS = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+    OSError,
+    TimeoutError,
+)
+# The schema is not there yet (a worker started before the release step): waited out too.
+NOT_READY_ERRORS = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction)
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """Procrastinate wraps database errors in its own; the cause is what matters."""
+    if isinstance(exc, procrastinate.exceptions.ConnectorException) and exc.__cause__:
+        return exc.__cause__
+    return exc
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the database cannot serve us now", not "this row is bad"."""
+    return isinstance(unwrap(exc), OUTAGE_ERRORS + NOT_READY_ERRORS)
+
+
+def describe(exc: BaseException) -> str:
+    """``ErrorClass: first line of the message``, for a log line that says what happened."""
+    exc = unwrap(exc)
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+class BackoffTimer:
+    """Waits of ``first``, doubling up to ``cap`` seconds, each with ±25 % jitter."""
+
+    def __init__(self, first: float = 0.1, cap: float = 2.5):
+        self.first, self.cap = first, cap
+        self._tries = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.first * 2**self._tries)
+        self._tries = min(self._tries + 1, 30)
+        return delay * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not secrets
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.next_delay())
+
+    def reset(self) -> None:
+        self._tries = 0
+
+
+@dataclass
+class Attempt:
+    """Whether the database work in an ``Availability.trying`` block went through."""
+
+    ok: bool = False
+
+
+class Availability:
+    """Which parts of the worker cannot reach the database now; see the module docstring."""
+
+    def __init__(self):
+        self._failing: dict[str, str] = {}
+        self._since: float | None = None
+
+    @property
+    def up(self) -> bool:
+        return not self._failing
+
+    def failed(self, part: str, exc: BaseException) -> None:
+        """Note a failure of ``part``; the first one of an outage is logged."""
+        if not self._failing:
+            self._since = time.monotonic()
+            log.warning(
+                "database unavailable (%s): %s; retrying until it is back",
+                part,
+                describe(exc),
+                extra={"action": "database_unavailable"},
+            )
+        else:
+            log.debug("still no database (%s): %s", part, describe(exc))
+        self._failing[part] = describe(exc)
+
+    def recovered(self, part: str) -> None:
+        """Note a success of ``part``; the one that ends an outage is logged."""
+        if self._failing.pop(part, None) is not None and not self._failing:
+            log.warning(
+                "database available again after %.1f s",
+                time.monotonic() - (self._since or time.monotonic()),
+                extra={"action": "database_available"},
+            )
+
+    @contextlib.asynccontextmanager
+    async def trying(self, part: str, backoff: BackoffTimer) -> AsyncIterator[Attempt]:
+        """Run a block of ``part``'s database work: an outage in it is noted, then waited
+        out with ``backoff`` (the block ends early, ``attempt.ok`` stays False); a success
+        is noted and resets the backoff. Any other error goes through."""
+        attempt = Attempt()
+        try:
+            yield attempt
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            self.failed(part, exc)
+            await backoff.wait()
+            return
+        attempt.ok = True
+        self.recovered(part)
+        backoff.reset()

@@ -1,0 +1,155 @@
+"""``python -m tasks.worker``: run Howdah's jobs from DATABASE_URL.
+
+Flags override the environment (WORKER_CONCURRENCY, WORKER_QUEUES, WORKER_NAME,
+WORKER_SHUTDOWN_TIMEOUT). New jobs arrive by LISTEN/NOTIFY; retried and
+rescheduled ones are polled for every WORKER_POLL_INTERVAL seconds. SIGTERM or
+SIGINT stops taking jobs and lets running ones finish for up to the shutdown
+timeout, then aborts them (they are retried later) and exits 0; a second signal
+aborts them at once. The worker waits out database outages; any other exit is 1.
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+import psycopg_pool
+
+from tasks.app import app
+from tasks.worker.runner import Settings, Worker
+from webapp.config import worker_settings
+from webapp.store import loaders
+
+log = logging.getLogger("tasks.worker")
+
+POOL_TIMEOUT = 5.0  # seconds a part waits for a pooled connection before it backs off
+# psycopg_pool retries a failed connection with doubling delays until this timeout, then
+# starts afresh on demand: a short timeout keeps its delays short, so the pool is back
+# within seconds of the database, however long the outage was.
+POOL_RECONNECT_TIMEOUT = 5.0
+# libpq keepalives: a connection whose peer vanished without a word fails in ~30 s.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+def queue_list(text: str) -> list[str]:
+    return [q.strip() for q in text.split(",") if q.strip()]
+
+
+def parse_args(argv: Sequence[str], settings: dict) -> argparse.Namespace:
+    """Command-line flags, defaulting to the environment's settings."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks.worker",
+        description="Run Howdah jobs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "-c",
+        "--concurrency",
+        type=int,
+        default=settings["WORKER_CONCURRENCY"],
+        help="jobs run at once (WORKER_CONCURRENCY)",
+    )
+    parser.add_argument(
+        "-q",
+        "--queues",
+        type=queue_list,
+        default=settings["WORKER_QUEUES"],
+        help="comma-separated queues to serve, empty for all (WORKER_QUEUES)",
+    )
+    parser.add_argument(
+        "--name",
+        default=settings["WORKER_NAME"],
+        help="worker name in logs and attempt records (WORKER_NAME)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=settings["WORKER_SHUTDOWN_TIMEOUT"],
+        help="seconds running jobs get after SIGTERM (WORKER_SHUTDOWN_TIMEOUT)",
+    )
+    options = parser.parse_args(argv)
+    if options.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    if options.shutdown_timeout < 0:
+        parser.error("--shutdown-timeout must not be negative")
+    options.name = options.name or f"{socket.gethostname()}:{os.getpid()}"
+    return options
+
+
+def connect_kwargs(settings: dict) -> dict:
+    """libpq options for every worker connection."""
+    return {
+        "connect_timeout": settings["DB_CONNECT_TIMEOUT"],
+        "application_name": "howdah-worker",
+        **KEEPALIVES,
+    }
+
+
+async def configure(conn) -> None:
+    """Pool connections run in autocommit and read any row PostgreSQL can hold."""
+    await conn.set_autocommit(True)
+    loaders.register(conn)
+
+
+def build_pool(settings: dict) -> psycopg_pool.AsyncConnectionPool:
+    """The worker's pool; its listen/heartbeat connection comes on top of it."""
+    return psycopg_pool.AsyncConnectionPool(
+        conninfo=settings["DATABASE_URL"],
+        min_size=settings["DB_POOL_MIN_SIZE"],
+        max_size=settings["DB_POOL_MAX_SIZE"],
+        kwargs=connect_kwargs(settings),
+        configure=configure,
+        check=psycopg_pool.AsyncConnectionPool.check_connection,
+        timeout=POOL_TIMEOUT,
+        reconnect_timeout=POOL_RECONNECT_TIMEOUT,
+        name="howdah-worker",
+        open=False,
+    )
+
+
+async def run(options: argparse.Namespace, settings: dict) -> int:
+    """Open the pool and the App, then work until a stop; the exit status."""
+    worker_config = Settings(
+        name=options.name,
+        queues=options.queues or None,
+        concurrency=options.concurrency,
+        shutdown_timeout=options.shutdown_timeout,
+        poll_interval=settings["WORKER_POLL_INTERVAL"],
+        org_max_running=settings["ORG_MAX_RUNNING"],
+        database_url=settings["DATABASE_URL"],
+        connect_kwargs=connect_kwargs(settings),
+    )
+    cap = settings["ORG_MAX_RUNNING"]
+    if cap is None or cap >= options.concurrency:
+        log.warning(
+            "one organization may fill every slot of this worker (ORG_MAX_RUNNING=%s,"
+            " concurrency %s)",
+            cap or "no cap",
+            options.concurrency,
+        )
+    async with build_pool(settings) as pool, app.open_async(pool):
+        return await Worker(app, pool, worker_config).run()
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The worker reports outages itself, once; the pool would log every reconnection
+    # attempt, and Procrastinate every periodic defer.
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+    logging.getLogger("procrastinate").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse settings and flags, configure logging, run."""
+    settings = worker_settings(os.environ)
+    options = parse_args(sys.argv[1:] if argv is None else argv, settings)
+    configure_logging(settings["LOG_LEVEL"])
+    return asyncio.run(run(options, settings))

@@ -1,0 +1,322 @@
+"""The worker: lanes of slots, fed by batched fetches, and parts that outlive the database.
+
+A lane is a number of slots and the queues they take jobs from: the tenants' lane
+(``--concurrency`` slots, ``--queues``) and a lane of one slot for the housekeeping
+queue, so recovery and retention keep their schedule however busy the tenants keep
+the other slots. A lane fetches as many jobs as it has free slots, in one call of
+``howdah_fetch_jobs`` (the one place that decides what may run: priority, locks and
+the caps per organization and queue). Each job runs as an asyncio task; its outcome
+goes to the completer, which writes it whatever the database is doing.
+
+Every part (fetchers, completer, listener/heartbeat, abort poll, periodic deferrer,
+reconciliation) retries database failures with backoff, reported once through
+``Availability``; only a bug in the worker itself stops it, with a non-zero exit.
+"""
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+
+import procrastinate
+import psycopg
+import psycopg_pool
+from procrastinate.job_context import AbortReason
+
+from tasks import queues as queue_names
+from tasks.worker import chores, execution, shutdown
+from tasks.worker.availability import Availability, BackoffTimer, describe, is_outage
+from tasks.worker.completer import Completer
+from tasks.worker.control import ControlConnection, channel, channels_for
+from webapp.store import worker as store
+
+log = logging.getLogger("tasks.worker")
+
+MIN_FETCH_GAP = 0.01  # after a fetch that found less than it could take
+
+
+@dataclass
+class Settings:
+    """What one worker process is asked to do."""
+
+    name: str
+    queues: list[str] | None
+    concurrency: int
+    shutdown_timeout: float
+    poll_interval: float
+    org_max_running: int | None
+    database_url: str
+    connect_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Lane:
+    """Slots that take jobs from some queues."""
+
+    name: str
+    queues: list[str] | None
+    slots: int
+    org_max_running: int | None
+    busy: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def free(self) -> int:
+        return self.slots - self.busy
+
+
+@dataclass(frozen=True)
+class Running:
+    task: asyncio.Task
+    context: procrastinate.JobContext
+    lane: Lane
+
+
+class Worker:
+    """See the module docstring."""
+
+    def __init__(
+        self, app: procrastinate.App, pool: psycopg_pool.AsyncConnectionPool, settings: Settings
+    ):
+        self.app, self.pool, self.settings = app, pool, settings
+        self.availability = Availability()
+        self.tenants = Lane(
+            "fetch", settings.queues, settings.concurrency, settings.org_max_running
+        )
+        self.housekeeping = Lane("housekeeping fetch", [queue_names.HOUSEKEEPING], 1, None)
+        self.completer = Completer(pool, self.availability, settings.name, self._wake_tenants)
+        self.control = ControlConnection(
+            settings.database_url,
+            settings.connect_kwargs,
+            channels_for(settings.queues, queue_names.HOUSEKEEPING),
+            self.availability,
+            on_connect=self._wake_all,
+            on_notify=self._on_notify,
+            beat=functools.partial(chores.beat, self),
+        )
+        self.worker_id: int | None = None
+        self.running: dict[int, Running] = {}
+        self.abort_reasons: dict[int, AbortReason] = {}
+        self.fetch_lock = asyncio.Lock()  # fetches, re-registration and reconciliation
+        self.needs_reconcile = False
+        self.stopping = asyncio.Event()
+        self.forced = asyncio.Event()
+        self.failure: BaseException | None = None
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Work until asked to stop; 0 after a requested stop, 1 after a failure."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self._register()
+            if self.worker_id is None:
+                return 0  # stopped before the database ever answered
+            log.info(
+                "worker %s (id %s) started: concurrency=%s queues=%s",
+                self.settings.name,
+                self.worker_id,
+                self.settings.concurrency,
+                ",".join(self.settings.queues or []) or "all",
+                extra={"action": "worker_start"},
+            )
+            side = [
+                self._spawn(self.control.run(), "listen/heartbeat"),
+                self._spawn(self.completer.run(), "finish"),
+                self._spawn(chores.poll_aborts(self), "abort poll"),
+                self._spawn(chores.defer_periodic(self), "periodic deferrer"),
+                self._spawn(chores.reconcile_periodically(self), "reconcile"),
+            ]
+            feeders = [self._spawn(self._feed(lane), lane.name) for lane in self._lanes()]
+            await self.stopping.wait()
+            await shutdown.shut_down(self, feeders, side)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        return 1 if self.failure else 0
+
+    def request_stop(self) -> None:
+        """First signal: stop taking jobs and let running ones finish. Second: abort them."""
+        if self.stopping.is_set():
+            log.warning("second stop request: aborting running jobs now")
+            self.forced.set()
+            return
+        log.info(
+            "stop requested: %d jobs running, waiting up to %g s for them",
+            len(self.running),
+            self.settings.shutdown_timeout,
+            extra={"action": "worker_stopping"},
+        )
+        self.stopping.set()
+
+    def _spawn(self, coroutine, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coroutine, name=name)
+        task.add_done_callback(self._part_done)
+        return task
+
+    def _part_done(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None and not self.stopping.is_set():
+            exc = RuntimeError(f"{task.get_name()} ended")
+        if exc is not None:
+            log.critical("worker part %r failed; stopping", task.get_name(), exc_info=exc)
+            self.failure = self.failure or exc
+            self.stopping.set()
+
+    async def _register(self) -> None:
+        backoff = BackoffTimer()
+        while self.worker_id is None and not self.stopping.is_set():
+            async with (
+                self.availability.trying("register", backoff),
+                self.pool.connection() as conn,
+            ):
+                self.worker_id = await self.register_on(conn)
+
+    async def register_on(self, conn) -> int:
+        """Register this worker on ``conn``; returns its new id."""
+        return await store.register_worker(
+            conn,
+            self.settings.name,
+            socket.gethostname(),
+            os.getpid(),
+            self.settings.queues,
+            self.settings.concurrency,
+        )
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    # -- fetching and running jobs ---------------------------------------------------
+
+    def _lanes(self) -> list[Lane]:
+        return [self.tenants, self.housekeeping]
+
+    async def _feed(self, lane: Lane) -> None:
+        """Fill the lane's free slots, then wait for news, a free slot or the poll."""
+        backoff = BackoffTimer()
+        while not self.stopping.is_set():
+            wanted = lane.free
+            if wanted == 0:
+                await self._wait_for_news(lane, None)
+                continue
+            lane.wake.clear()
+            try:
+                taken = await self._fetch(lane, wanted)
+            except Exception as exc:
+                if not isinstance(exc, psycopg.Error) and not is_outage(exc):
+                    raise
+                self.needs_reconcile = True  # the fetch may have committed all the same
+                self._fetch_failed(lane, exc)
+                await self._sleep_unless_stopping(backoff.next_delay())
+                continue
+            backoff.reset()
+            if taken < wanted:
+                await asyncio.sleep(MIN_FETCH_GAP)
+                await self._wait_for_news(lane, self.settings.poll_interval)
+
+    def _fetch_failed(self, lane: Lane, exc: BaseException) -> None:
+        if is_outage(exc):
+            self.availability.failed(lane.name, exc)
+        else:
+            log.error("%s failed: %s", lane.name, describe(exc), exc_info=exc)
+
+    async def _wait_for_news(self, lane: Lane, timeout: float | None) -> None:
+        waits = [asyncio.create_task(lane.wake.wait()), asyncio.create_task(self.stopping.wait())]
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+
+    async def _fetch(self, lane: Lane, wanted: int) -> int:
+        async with self.fetch_lock:
+            async with self.pool.connection() as conn:
+                if self.needs_reconcile:
+                    await chores.reconcile(self, conn)
+                rows = await store.fetch_jobs(
+                    conn, self.worker_id, lane.queues, wanted, lane.org_max_running
+                )
+            # Started under the lock, so reconciliation never takes them for orphans.
+            for row in sorted(rows, key=lambda r: (-r["priority"], r["id"])):
+                self._start(lane, row)
+        self.availability.recovered(lane.name)
+        return len(rows)
+
+    def _start(self, lane: Lane, row: dict) -> None:
+        try:
+            job = execution.load_job(row, self.worker_id)
+        except execution.UnloadableJob as exc:
+            log.warning("job %s cannot run: %s", row["id"], exc, extra={"action": "job_unloadable"})
+            self.completer.add(execution.unloadable(row, exc))
+            return
+        context = procrastinate.JobContext(
+            app=self.app,
+            worker_name=self.settings.name,
+            worker_queues=self.settings.queues,
+            job=job,
+            start_timestamp=time.time(),
+            abort_reason=functools.partial(self.abort_reasons.get, job.id),
+        )
+        lane.busy += 1
+        task = asyncio.create_task(self._run_job(lane, context), name=f"job {job.id}")
+        self.running[job.id] = Running(task, context, lane)
+
+    async def _run_job(self, lane: Lane, context: procrastinate.JobContext) -> None:
+        job = context.job
+        log.debug("job %s %s started (attempt %d)", job.id, job.task_name, job.attempts + 1)
+        try:
+            outcome = await execution.run(context)
+        except asyncio.CancelledError as exc:  # aborted before its first step
+            task = self.app.tasks.get(job.task_name)
+            outcome = execution.failure(context, task, execution.now(), exc)
+        self.completer.add(outcome)  # known to the completer before it leaves ``running``
+        del self.running[job.id]
+        self.abort_reasons.pop(job.id, None)
+        lane.busy -= 1
+        lane.wake.set()
+        execution.log_outcome(outcome)
+
+    def known_job_ids(self) -> set[int]:
+        """Jobs this worker runs, or has still to write the outcome of."""
+        return set(self.running) | self.completer.pending_job_ids()
+
+    def abort(self, job_id: int, reason: AbortReason) -> None:
+        """Ask a running job to stop: async tasks are cancelled, sync ones must check."""
+        running = self.running.get(job_id)
+        if running is None or job_id in self.abort_reasons:
+            return
+        self.abort_reasons[job_id] = reason
+        task = self.app.tasks.get(running.context.job.task_name)
+        if task is not None and inspect.iscoroutinefunction(task.func):
+            running.task.cancel()
+
+    # -- side parts ------------------------------------------------------------------
+
+    def _wake_tenants(self) -> None:
+        self.tenants.wake.set()
+
+    def _wake_all(self) -> None:
+        for lane in self._lanes():
+            lane.wake.set()
+
+    def _on_notify(self, channel_name: str, payload: str) -> None:
+        try:
+            notification = json.loads(payload)
+        except ValueError:
+            return
+        if notification.get("type") == "abort_job_requested":
+            self.abort(notification.get("job_id"), AbortReason.USER_REQUEST)
+        elif channel_name == channel(queue_names.HOUSEKEEPING):
+            self.housekeeping.wake.set()
+        else:
+            self.tenants.wake.set()

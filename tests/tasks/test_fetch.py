@@ -1,0 +1,135 @@
+"""``howdah_fetch_jobs``: Procrastinate's rules, Howdah's caps, several jobs per call."""
+
+import asyncio
+
+import psycopg
+import pytest
+
+from webapp.store import loaders
+from webapp.store import worker as store
+
+
+@pytest.fixture
+def add(conn):
+    """Insert a waiting job; returns its id."""
+
+    def make(org=1, priority=0, queue="default", lock=None, scheduled=None, args=None):
+        return conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, priority, lock, args,"
+            " scheduled_at) VALUES (%s, 'diagnostics:noop', %s, %s, %s, %s) RETURNING id",
+            (queue, priority, lock, args or f'{{"organization_id": {org}}}', scheduled),
+        ).fetchone()[0]
+
+    return make
+
+
+@pytest.fixture
+def workers(conn):
+    return [conn.execute("SELECT procrastinate_register_worker_v1()").fetchone()[0] for _ in "ab"]
+
+
+def fetch(db_url, worker_id, limit, queues=None, org_cap=None) -> list[dict]:
+    async def go():
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            loaders.register(conn)
+            return await store.fetch_jobs(conn, worker_id, queues, limit, org_cap)
+
+    return asyncio.run(go())
+
+
+def ids(rows) -> list[int]:
+    return [row["id"] for row in sorted(rows, key=lambda r: (-r["priority"], r["id"]))]
+
+
+def test_a_batch_takes_the_jobs_procrastinate_would_take_one_by_one(conn, add, workers):
+    # Priorities, FIFO ties, a lock group (one runs at a time, the first in order), a job
+    # scheduled for later, one for long ago, and another queue.
+    add(priority=0)
+    add(priority=5, lock="L")
+    add(priority=5)
+    add(priority=9, lock="L")
+    add(priority=-3)
+    add(priority=7, scheduled="2999-01-01T00:00:00Z")
+    add(priority=1, scheduled="2000-01-01T00:00:00Z")
+    add(priority=2, queue="other")
+    add(priority=2, lock="M", scheduled="2999-01-01T00:00:00Z")
+    add(priority=3, lock="M")  # held back by the later, same-lock job ahead of it
+
+    for queues in (None, ["default"]):
+        with conn.transaction(force_rollback=True):
+            theirs = []
+            while (
+                job_id := conn.execute(
+                    "SELECT id FROM procrastinate_fetch_job_v2(%s::varchar[], %s)",
+                    (queues, workers[0]),
+                ).fetchone()[0]
+            ) is not None:
+                theirs.append(job_id)
+        with conn.transaction(force_rollback=True):
+            rows = conn.execute(
+                "SELECT id, priority FROM howdah_fetch_jobs(%s::varchar[], %s, 100, NULL)",
+                (queues, workers[0]),
+            ).fetchall()
+            ours = [job_id for job_id, _ in sorted(rows, key=lambda r: (-r[1], r[0]))]
+        assert ours == theirs, queues
+
+
+def test_rows_become_doing_for_the_worker_and_come_back_readable(db_url, conn, add, workers):
+    old = add(priority=1, scheduled="0001-01-01T00:00:00+14:00")  # a BC timestamp
+    odd = add(args='["not", "an", "object"]')
+    rows = fetch(db_url, workers[0], 10)
+    assert ids(rows) == [old, odd]
+    assert {row["id"]: row["args"] for row in rows}[odd] == '["not", "an", "object"]'
+    assert {row["scheduled_at"].year for row in rows if row["scheduled_at"]} == {1}
+    status = conn.execute(
+        "SELECT DISTINCT status::text, worker_id FROM procrastinate_jobs"
+    ).fetchall()
+    assert status == [("doing", workers[0])]
+    started = conn.execute(
+        "SELECT count(*) FROM procrastinate_events WHERE type = 'started'"
+    ).fetchone()[0]
+    assert started == 2
+
+
+def test_limit_bounds_the_batch(db_url, add, workers):
+    for _ in range(5):
+        add()
+    assert len(fetch(db_url, workers[0], 3)) == 3
+    assert len(fetch(db_url, workers[1], 0)) == 0
+    assert len(fetch(db_url, workers[1], 10)) == 2
+
+
+def test_an_organization_cap_holds_across_workers_and_within_a_batch(db_url, add, workers):
+    flood = [add(org=1, priority=100) for _ in range(6)]
+    other = add(org=2, priority=0)
+    first = fetch(db_url, workers[0], 10, org_cap=2)
+    assert ids(first) == [*flood[:2], other]
+    assert fetch(db_url, workers[1], 10, org_cap=2) == []  # organization 1 is at its cap
+
+
+def test_a_queue_cap_and_a_per_queue_organization_cap(db_url, conn, add, workers):
+    conn.execute(
+        "INSERT INTO queue_settings (queue_name, max_running, organization_max_running)"
+        " VALUES ('default', 3, NULL), ('sms-notifications', NULL, 1)"
+    )
+    default = [add(org=n % 2 + 1) for n in range(5)]
+    sms = [add(org=1, queue="sms-notifications") for _ in range(2)]
+    sms_other = add(org=2, queue="sms-notifications")
+    rows = fetch(db_url, workers[0], 10)
+    assert sorted(ids(rows)) == sorted([*default[:3], sms[0], sms_other])
+    assert fetch(db_url, workers[1], 10) == []
+
+
+def test_the_cap_excludes_an_organization_without_scanning_its_backlog_again(db_url, add, workers):
+    # Organization 1's backlog outranks everything; once it is capped, the batch is
+    # filled from the other organizations in priority order.
+    [add(org=1, priority=50) for _ in range(50)]
+    rest = [add(org=org, priority=10 - org) for org in (2, 3, 4)]
+    rows = fetch(db_url, workers[0], 10, org_cap=1)
+    assert len(rows) == 4
+    assert ids(rows)[1:] == rest
+
+
+def test_jobs_without_an_organization_are_not_capped(db_url, add, workers):
+    system = [add(args='{"timestamp": 1}') for _ in range(3)]
+    assert ids(fetch(db_url, workers[0], 10, org_cap=1)) == system
