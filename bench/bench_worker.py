@@ -1,8 +1,10 @@
 """Drain 20,000 no-op jobs with Howdah's worker, beside a bare Procrastinate worker.
 
-Both run with concurrency 10 on fresh databases. The rate is measured between
-the first job's start and the last job's end, from Procrastinate's own events,
-so process start-up is not counted.
+All run with concurrency 10 on fresh databases. Howdah's worker runs twice: with no
+cap per organization (like for like), and with a cap that never binds
+(ORG_MAX_RUNNING=1000), which prices the cap check and its advisory lock. The rate
+is measured between the first job's start and the last job's end, from
+Procrastinate's own events, so process start-up is not counted.
 """
 
 import json
@@ -29,9 +31,9 @@ def fill(url: str, task: procrastinate.tasks.Task) -> None:
             app.close()
 
 
-def drain(url: str, command: list[str], name: str) -> float:
+def drain(url: str, command: list[str], name: str, **settings: str) -> float:
     """Start the worker, wait until every job ran, stop it; jobs per second."""
-    worker = harness.start(command, url, name, WORKER_CONCURRENCY=CONCURRENCY)
+    worker = harness.start(command, url, name, WORKER_CONCURRENCY=CONCURRENCY, **settings)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             deadline = time.monotonic() + 600
@@ -59,9 +61,12 @@ def run() -> dict:
     """One side-by-side measurement."""
     from tasks.diagnostics import noop
 
-    with harness.fresh_database() as url:
-        fill(url, noop)
-        ours = drain(url, [harness.PYTHON, "-m", "tasks.worker"], "howdah-worker")
+    ours = {}
+    for label, cap in (("uncapped", "0"), ("capped", "1000")):
+        with harness.fresh_database() as url:
+            fill(url, noop)
+            command = [harness.PYTHON, "-m", "tasks.worker"]
+            ours[label] = drain(url, command, f"howdah-worker-{label}", ORG_MAX_RUNNING=cap)
     with harness.fresh_database() as url:
         fill(url, bare_app.noop)
         theirs = drain(
@@ -79,9 +84,11 @@ def run() -> dict:
             "bare-worker",
         )
     return {
-        "howdah_worker_per_second": ours,
+        "howdah_worker_per_second": ours["uncapped"],
+        "howdah_worker_capped_per_second": ours["capped"],
         "bare_worker_per_second": theirs,
-        "ratio": ours / theirs,
+        "ratio": ours["uncapped"] / theirs,
+        "capped_ratio": ours["capped"] / theirs,
     }
 
 

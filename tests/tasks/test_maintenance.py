@@ -1,6 +1,8 @@
 """Housekeeping on a real PostgreSQL: stalled-job recovery, worker pruning and purging."""
 
 import asyncio
+import subprocess
+import sys
 import types
 
 import psycopg
@@ -8,6 +10,7 @@ import psycopg_pool
 import pytest
 
 from tasks import maintenance
+from tests import processes
 from webapp.store import maintenance as store
 
 SILENCE = 1.0  # seconds: the tests' stalled threshold (the server started long before)
@@ -257,3 +260,33 @@ def test_housekeeping_runs_on_its_own_queue_above_every_client_priority():
     for task in (maintenance.retry_stalled_jobs, maintenance.purge_finished_jobs):
         assert task.queue == "housekeeping"
         assert task.priority > 100
+
+
+@pytest.mark.e2e
+def test_procrastinate_s_own_worker_runs_housekeeping(db_url, conn):
+    """No reliance on Howdah's worker: the tasks read everything they need themselves."""
+    params = psycopg.conninfo.conninfo_to_dict(db_url)
+    names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}
+    libpq = {names[key]: str(value) for key, value in params.items() if key in names}
+    for task in ("retry_stalled_jobs", "purge_finished_jobs"):  # as the periodic deferrer does
+        conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+            " VALUES ('housekeeping', %s, '{\"timestamp\": 0}')",
+            (f"maintenance:{task}",),
+        )
+    command = ["procrastinate", "--app", "tasks.app.app", "worker", "-q", "housekeeping"]
+    result = subprocess.run(
+        [sys.executable, "-m", *command, "--one-shot"],
+        env=processes.process_env(**libpq),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = conn.execute(
+        "SELECT DISTINCT task_name, status::text FROM procrastinate_jobs ORDER BY task_name"
+    ).fetchall()
+    assert rows == [
+        ("maintenance:purge_finished_jobs", "succeeded"),
+        ("maintenance:retry_stalled_jobs", "succeeded"),
+    ]

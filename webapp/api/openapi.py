@@ -91,6 +91,10 @@ ATTEMPT = {
         "error_message": {"type": ["string", "null"]},
         "traceback": {"type": ["string", "null"]},
         "result_summary": {"type": ["string", "null"]},
+        "retry_at": {
+            **NULLABLE_TIME,
+            "description": "when the job runs again after this attempt; null if it does not",
+        },
     },
 }
 
@@ -106,7 +110,7 @@ def json_response(description: str, schema: dict) -> dict:
 def errors(*codes: int) -> dict:
     text = {
         400: "Malformed JSON",
-        403: "Another organization's job",
+        403: "A viewer's change, another organization's payload, or a platform-only task",
         404: "No such job",
         409: "Conflict with the job's state or an idempotency key",
         413: "Body too large",
