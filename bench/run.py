@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from bench import bench_api, bench_batch, bench_latency, bench_worker, harness
+from bench import bench_api, bench_batch, bench_fetch, bench_latency, bench_worker, harness
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 OUT = Path(__file__).resolve().parent
@@ -30,13 +30,14 @@ def medians(results: list[dict]) -> dict:
 
 
 def measure() -> dict:
-    raw = {name: [] for name in ("api", "batch", "worker", "latency")}
+    raw = {name: [] for name in ("api", "batch", "worker", "latency", "fetch")}
     for run in range(RUNS):
         print(f"run {run + 1}/{RUNS}", flush=True)
         raw["api"].append(bench_api.run())
         raw["batch"].append(bench_batch.run())
         raw["worker"].append(bench_worker.run())
         raw["latency"].append(bench_latency.run())
+        raw["fetch"].append(bench_fetch.run())
         print(json.dumps({k: v[-1] for k, v in raw.items()}, indent=1), flush=True)
     return {"raw": raw, "median": {k: medians(v) for k, v in raw.items()}}
 
@@ -48,6 +49,7 @@ def verdict(ok: bool) -> str:
 def report(results: dict) -> str:
     m = results["median"]
     api, batch, worker, latency = m["api"], m["batch"], m["worker"], m["latency"]
+    fetch = m["fetch"]
     rows = [
         (
             "API `POST /api/v1/jobs` (token auth), 8 clients",
@@ -81,6 +83,25 @@ def report(results: dict) -> str:
             f"{worker['ratio']:.0%}",
             "≥ 85 %",
             verdict(worker["ratio"] >= 0.85),
+        ),
+        (
+            "the same with a cap per organization that never binds (`ORG_MAX_RUNNING=1000`)",
+            f"{worker['howdah_worker_capped_per_second']:,.0f} jobs/s",
+            f"bare Procrastinate worker: {worker['bare_worker_per_second']:,.0f} jobs/s",
+            f"{worker['capped_ratio']:.0%}",
+            "≥ 85 %",
+            verdict(worker["capped_ratio"] >= 0.85),
+        ),
+        (
+            "one fetch of 10 jobs, a 100,000-job flood waiting at its cap ahead of 2,000"
+            " other jobs",
+            f"{fetch['capped_flood_ms']:.1f} ms (no cap, no flood in the way:"
+            f" {fetch['uncapped_ms']:.1f} ms)",
+            "`procrastinate_fetch_job_v2` ten times:"
+            f" {fetch['procrastinate_10_fetches_ms']:.1f} ms",
+            f"{fetch['capped_flood_ms'] / fetch['procrastinate_10_fetches_ms']:.0%}",
+            "≤ 10 ms",
+            verdict(fetch["capped_flood_ms"] <= 10),
         ),
         (
             "defer → start (LISTEN/NOTIFY)",

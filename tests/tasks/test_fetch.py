@@ -43,19 +43,33 @@ def ids(rows) -> list[int]:
 
 def test_a_batch_takes_the_jobs_procrastinate_would_take_one_by_one(conn, add, workers):
     # Priorities, FIFO ties, a lock group (one runs at a time, the first in order), a job
-    # scheduled for later, one for long ago, and another queue.
-    add(priority=0)
-    add(priority=5, lock="L")
-    add(priority=5)
-    add(priority=9, lock="L")
-    add(priority=-3)
-    add(priority=7, scheduled="2999-01-01T00:00:00Z")
-    add(priority=1, scheduled="2000-01-01T00:00:00Z")
-    add(priority=2, queue="other")
-    add(priority=2, lock="M", scheduled="2999-01-01T00:00:00Z")
-    add(priority=3, lock="M")  # held back by the later, same-lock job ahead of it
+    # scheduled for later, one for long ago, and another queue; each job of its own
+    # organization, so that a cap of one job per organization leaves the set unchanged.
+    for org, (priority, lock, scheduled, queue) in enumerate(
+        [
+            (0, None, None, "default"),
+            (5, "L", None, "default"),
+            (4, None, None, "default"),
+            (5, None, None, "default"),
+            (9, "L", None, "default"),
+            (-3, None, None, "default"),
+            (7, None, "2999-01-01T00:00:00Z", "default"),
+            (1, None, "2000-01-01T00:00:00Z", "default"),
+            (2, None, None, "other"),
+            (2, "M", "2999-01-01T00:00:00Z", "default"),
+            (3, "M", None, "default"),  # held back by the later, same-lock job ahead of it
+        ],
+        start=1,
+    ):
+        add(org=org, priority=priority, lock=lock, scheduled=scheduled, queue=queue)
 
-    for queues in (None, ["default"]):
+    # Organization 99 at its cap makes the fetch walk (queue, organization) groups;
+    # without a cap it scans in priority order. Both must give Procrastinate's order.
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status)"
+        " VALUES ('default', 'diagnostics:noop', '{\"organization_id\": 99}', 'doing')"
+    )
+    for queues, cap in ((None, None), (["default"], None), (None, 1), (["default"], 1)):
         with conn.transaction(force_rollback=True):
             theirs = []
             while (
@@ -67,11 +81,11 @@ def test_a_batch_takes_the_jobs_procrastinate_would_take_one_by_one(conn, add, w
                 theirs.append(job_id)
         with conn.transaction(force_rollback=True):
             rows = conn.execute(
-                "SELECT id, priority FROM howdah_fetch_jobs(%s::varchar[], %s, 100, NULL)",
-                (queues, workers[0]),
+                "SELECT id, priority FROM howdah_fetch_jobs(%s::varchar[], %s, 100, %s)",
+                (queues, workers[0], cap),
             ).fetchall()
             ours = [job_id for job_id, _ in sorted(rows, key=lambda r: (-r[1], r[0]))]
-        assert ours == theirs, queues
+        assert ours == theirs, (queues, cap)
 
 
 def test_rows_become_doing_for_the_worker_and_come_back_readable(db_url, conn, add, workers):
