@@ -10,15 +10,68 @@
 -- write the status), that outcome is applied: the job is not run again. Otherwise the
 -- run is recorded as lost, naming its worker as it was named, and the job is aborted if
 -- an abort was requested, failed once it has lost p_max_lost runs, and retried otherwise.
--- Rows another transaction holds are skipped, so overlapping runs never collide.
+-- Rows another transaction holds are skipped, so overlapping runs never collide, and a
+-- job that cannot be recovered (a value out of range, say) is reported and passed over
+-- instead of stopping the recovery of the others.
+CREATE FUNCTION howdah_recover_stalled_job(
+    p_id bigint, p_attempts integer, p_abort_requested boolean, p_worker_id bigint,
+    p_max_lost integer, OUT worker_name text, OUT action text
+)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_outcome job_attempts%ROWTYPE;
+    v_lost integer;
+BEGIN
+    SELECT * INTO v_outcome FROM job_attempts a
+     WHERE a.job_id = p_id AND a.attempt = p_attempts + 1 AND a.outcome <> 'lost';
+    IF FOUND THEN
+        worker_name := v_outcome.worker_name;
+        IF v_outcome.retry_at IS NOT NULL THEN
+            PERFORM howdah_retry_job(p_id, v_outcome.retry_at, NULL, NULL, NULL);
+            action := 'applied recorded retry';
+        ELSE
+            PERFORM procrastinate_finish_job_v1(
+                p_id, v_outcome.outcome::procrastinate_job_status, false
+            );
+            action := 'applied recorded ' || v_outcome.outcome;
+        END IF;
+        RETURN;
+    END IF;
+
+    worker_name := coalesce(
+        (SELECT g.name FROM worker_registry g WHERE g.worker_id = p_worker_id),
+        'worker #' || p_worker_id,
+        'an unknown worker'
+    );
+    INSERT INTO job_attempts (job_id, attempt, worker_name, outcome, started_at,
+                              finished_at, error_class, error_message)
+    SELECT p_id, p_attempts + 1, worker_name, 'lost', coalesce(max(e.at), now()), now(),
+           'WorkerLost', 'the worker stopped sending heartbeats while running this job'
+      FROM procrastinate_events e
+     WHERE e.job_id = p_id AND e.type = 'started'
+    ON CONFLICT ON CONSTRAINT job_attempts_pkey DO NOTHING;
+    SELECT count(*) INTO v_lost FROM job_attempts a WHERE a.job_id = p_id AND a.outcome = 'lost';
+
+    IF p_abort_requested THEN
+        PERFORM procrastinate_finish_job_v1(p_id, 'aborted', false);
+        action := 'aborted';
+    ELSIF v_lost >= p_max_lost THEN
+        PERFORM procrastinate_finish_job_v1(p_id, 'failed', false);
+        action := 'failed';
+    ELSE
+        PERFORM howdah_retry_job(p_id, now(), NULL, NULL, NULL);
+        action := 'retried';
+    END IF;
+END;
+$$;
+
 CREATE FUNCTION howdah_recover_stalled_jobs(p_stalled_seconds double precision, p_max_lost integer)
     RETURNS TABLE (job_id bigint, worker_name text, action text)
     LANGUAGE plpgsql
 AS $$
 DECLARE
     v_cutoff timestamptz := now() - make_interval(secs => p_stalled_seconds);
-    v_outcome job_attempts%ROWTYPE;
-    v_lost integer;
     r record;
 BEGIN
     IF pg_postmaster_start_time() > v_cutoff THEN
@@ -39,48 +92,15 @@ BEGIN
            FOR UPDATE OF j SKIP LOCKED
     LOOP
         job_id := r.id;
-        SELECT * INTO v_outcome FROM job_attempts a
-         WHERE a.job_id = r.id AND a.attempt = r.attempts + 1 AND a.outcome <> 'lost';
-        IF FOUND THEN
-            worker_name := v_outcome.worker_name;
-            IF v_outcome.retry_at IS NOT NULL THEN
-                PERFORM procrastinate_retry_job_v2(r.id, v_outcome.retry_at, NULL, NULL, NULL);
-                action := 'applied recorded retry';
-            ELSE
-                PERFORM procrastinate_finish_job_v1(
-                    r.id, v_outcome.outcome::procrastinate_job_status, false
-                );
-                action := 'applied recorded ' || v_outcome.outcome;
-            END IF;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-
-        worker_name := coalesce(
-            (SELECT g.name FROM worker_registry g WHERE g.worker_id = r.worker_id),
-            'worker #' || r.worker_id,
-            'an unknown worker'
-        );
-        INSERT INTO job_attempts (job_id, attempt, worker_name, outcome, started_at,
-                                  finished_at, error_class, error_message)
-        SELECT r.id, r.attempts + 1, worker_name, 'lost', coalesce(max(e.at), now()), now(),
-               'WorkerLost', 'the worker stopped sending heartbeats while running this job'
-          FROM procrastinate_events e
-         WHERE e.job_id = r.id AND e.type = 'started'
-        ON CONFLICT ON CONSTRAINT job_attempts_pkey DO NOTHING;
-        SELECT count(*) INTO v_lost FROM job_attempts a
-         WHERE a.job_id = r.id AND a.outcome = 'lost';
-
-        IF r.abort_requested THEN
-            PERFORM procrastinate_finish_job_v1(r.id, 'aborted', false);
-            action := 'aborted';
-        ELSIF v_lost >= p_max_lost THEN
-            PERFORM procrastinate_finish_job_v1(r.id, 'failed', false);
-            action := 'failed';
-        ELSE
-            PERFORM procrastinate_retry_job_v2(r.id, now(), NULL, NULL, NULL);
-            action := 'retried';
-        END IF;
+        BEGIN
+            SELECT o.worker_name, o.action INTO worker_name, action
+              FROM howdah_recover_stalled_job(
+                  r.id, r.attempts, r.abort_requested, r.worker_id, p_max_lost
+              ) o;
+        EXCEPTION WHEN OTHERS THEN
+            worker_name := coalesce('worker #' || r.worker_id, 'an unknown worker');
+            action := 'not recovered: ' || SQLERRM;
+        END;
         RETURN NEXT;
     END LOOP;
 END;

@@ -405,3 +405,41 @@ def test_a_worker_whose_row_was_pruned_registers_again_and_keeps_its_job(cluster
 
 
 SLEEP_TWENTY_SECONDS = {"organization_id": 1, "seconds": 20}
+
+
+def test_notifications_of_any_shape_only_wake_the_worker(cluster):
+    cluster.start_worker()
+    with cluster.connect() as conn:  # anyone who may connect may send these
+        for payload in ("[1]", "not json", '{"type": "abort_job_requested", "job_id": [1]}', "7"):
+            conn.execute("SELECT pg_notify('procrastinate_any_queue_v1', %s)", (payload,))
+    ids = cluster.add_jobs(5)
+    cluster.wait_done(ids, timeout=30)
+    assert cluster.workers[0].poll() is None
+    assert cluster.stop() == [0]
+
+
+def test_a_job_handed_back_whose_key_is_taken_waits_without_it(cluster):
+    cluster.start_worker()
+    (worker_id,) = worker_ids(cluster, "worker0")
+    with cluster.connect() as conn:
+        # What a lost fetch reply leaves, while a newer job with the same key waits.
+        orphan = conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status, worker_id,"
+            " queueing_lock) VALUES ('default', 'diagnostics:noop', %s, 'doing', %s, 'org:1:k')"
+            " RETURNING id",
+            (NOOP, worker_id),
+        ).fetchone()[0]
+        newer = conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, queueing_lock,"
+            " scheduled_at) VALUES ('default', 'diagnostics:noop', %s, 'org:1:k',"
+            " now() + interval '1 day') RETURNING id",
+            (NOOP,),
+        ).fetchone()[0]
+    cluster.wait_done([orphan], timeout=30)
+    with cluster.connect() as conn:
+        waiting = conn.execute(
+            "SELECT status::text, queueing_lock FROM procrastinate_jobs WHERE id = %s", (newer,)
+        ).fetchone()
+    assert waiting == ("todo", "org:1:k")
+    assert cluster.workers[0].poll() is None
+    assert cluster.stop() == [0]

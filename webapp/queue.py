@@ -256,14 +256,18 @@ class QueueService:
         if not self.manager.cancel_job_by_id(job["id"], abort=True, connection=db.get_conn()):
             raise InvalidState("the job finished before it could be cancelled")
 
-    def retry(self, job: dict) -> int:
+    def retry(self, job: dict, platform: bool = False) -> int:
         """Run a finished, unsuccessful job again; return the id of the job that will run.
 
         A failed job goes back to its queue as it is (its attempts stay on record);
-        a cancelled or aborted one is deferred afresh as a new job.
+        a cancelled or aborted one is deferred afresh as a new job, with its arguments
+        copied as they are stored. A platform-only task needs a ``platform`` caller.
         """
         if job["status"] not in RETRYABLE:
             raise InvalidState(f"a {job['status']} job cannot be retried")
+        spec = tasks.app.deferrable().get(job["task_name"])
+        if spec is not None and spec.platform_only and not platform:
+            raise TaskNotAllowed(job["task_name"])
         conn = db.get_conn()
         if job["status"] == "failed":
             try:
@@ -276,18 +280,9 @@ class QueueService:
             return job["id"]
         # A fixed queueing lock: a repeated click finds the first copy still waiting (409).
         retry_lock = f"org:{organization_of(job['args'])}:retry-of:{job['id']}"
-        copy = procrastinate.jobs.Job(
-            id=None,
-            queue=job["queue_name"],
-            lock=None,
-            queueing_lock=retry_lock,
-            task_name=job["task_name"],
-            priority=job["priority"],
-            task_kwargs=job["args"],
-        )
         try:
-            return self.manager.defer_job(copy, connection=conn).id
-        except procrastinate.exceptions.AlreadyEnqueued:
+            return store.copy_job(conn, job["id"], retry_lock)
+        except psycopg.errors.UniqueViolation:
             raise InvalidState("a retry of this job is already waiting") from None
 
 

@@ -83,6 +83,7 @@ class Availability:
 
     def __init__(self):
         self._failing: dict[str, str] = {}
+        self._erring: dict[str, str] = {}  # parts whose last try failed, not for an outage
         self._since: float | None = None
 
     @property
@@ -114,18 +115,34 @@ class Availability:
 
     @contextlib.asynccontextmanager
     async def trying(self, part: str, backoff: BackoffTimer) -> AsyncIterator[Attempt]:
-        """Run a block of ``part``'s database work: an outage in it is noted, then waited
-        out with ``backoff`` (the block ends early, ``attempt.ok`` stays False); a success
-        is noted and resets the backoff. Any other error goes through."""
+        """Run a block of ``part``'s database work, and never let the database end it.
+
+        An outage in the block is noted, then waited out with ``backoff``; so is any other
+        database error (a row that breaks a statement, say), logged with its traceback
+        the first time. The block then ends early with ``attempt.ok`` False. A success
+        is noted and resets the backoff. An error that is not the database's goes through.
+        """
         attempt = Attempt()
         try:
             yield attempt
         except Exception as exc:
-            if not is_outage(exc):
+            if is_outage(exc):
+                self.failed(part, exc)
+            elif isinstance(unwrap(exc), psycopg.Error):
+                self._erred(part, exc)
+            else:
                 raise
-            self.failed(part, exc)
             await backoff.wait()
             return
         attempt.ok = True
         self.recovered(part)
+        self._erring.pop(part, None)
         backoff.reset()
+
+    def _erred(self, part: str, exc: BaseException) -> None:
+        text = describe(exc)
+        if self._erring.get(part) == text:
+            log.debug("%s failed again: %s", part, text)
+            return
+        self._erring[part] = text
+        log.error("%s failed: %s; trying again", part, text, exc_info=unwrap(exc))

@@ -14,7 +14,7 @@ import psycopg
 from procrastinate import periodic
 from procrastinate.job_context import AbortReason
 
-from tasks.worker.availability import BackoffTimer, is_outage
+from tasks.worker.availability import BackoffTimer
 from webapp.store import worker as store
 
 if TYPE_CHECKING:
@@ -71,14 +71,16 @@ async def defer_periodic(worker: "Worker") -> None:
 
 async def reconcile_periodically(worker: "Worker") -> None:
     """Every ``RECONCILE_EVERY`` seconds, hand back jobs taken but never started."""
+    backoff = BackoffTimer()
     while True:
         await asyncio.sleep(RECONCILE_EVERY)
-        try:
-            async with worker.fetch_lock, worker.pool.connection() as conn:
-                await reconcile(worker, conn)
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
+        async with (
+            worker.availability.trying("reconcile", backoff) as attempt,
+            worker.fetch_lock,
+            worker.pool.connection() as conn,
+        ):
+            await reconcile(worker, conn)
+        if not attempt.ok:
             worker.needs_reconcile = True  # the next fetch tries first
 
 
@@ -91,8 +93,8 @@ async def reconcile(worker: "Worker", conn: psycopg.AsyncConnection) -> None:
     ids = await store.list_running_job_ids(conn, worker.worker_id)
     known = worker.known_job_ids()
     orphans = [job_id for job_id in ids if job_id not in known]
-    if orphans:
-        released = await store.release_jobs(conn, worker.worker_id, orphans)
+    released = await store.release_jobs(conn, worker.worker_id, orphans) if orphans else []
+    if released:  # an orphan may have been finished meanwhile by its own write
         log.warning(
             "handed back %d jobs taken by a fetch whose reply was lost: %s",
             len(released),

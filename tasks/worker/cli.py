@@ -142,8 +142,10 @@ async def run(options: argparse.Namespace, settings: dict) -> int:
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The worker reports outages itself, once; the pool would log every reconnection
-    # attempt, and Procrastinate every periodic defer.
+    # attempt, psycopg every query it could not cancel on a dead connection, and
+    # Procrastinate every periodic defer.
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+    logging.getLogger("psycopg").setLevel(max(logging.ERROR, logging.getLevelName(level)))
     logging.getLogger("procrastinate").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 

@@ -1,18 +1,19 @@
 """Writing finished runs to the database: outcome first, then status, until both land.
 
-Outcomes wait here in memory. A writer task takes whatever has gathered (so under
-load one statement carries many jobs, as River's batch completer does) and writes,
-in two transactions:
+Outcomes wait here in memory, and two writer tasks take whatever has gathered (so
+under load one statement carries many jobs, as River's batch completer does):
 
-1. the attempt rows, outcome and retry time included, in ``job_attempts``;
-2. the jobs' new statuses, each applied only while the job is still on this run.
+1. the recorder writes the attempt rows, outcome and retry time included, to
+   ``job_attempts``;
+2. the finisher applies recorded outcomes to the jobs, each only while the job is
+   still on that run.
 
-Step 1 never waits on a lock on Procrastinate's tables, so even when step 2 cannot
-land before the worker stops, the outcome is on record and stalled-job recovery
-applies it rather than running the job again. While the database is away, the writer
-keeps everything and retries with backoff. A row that fails on its own (not an
-outage) is retried alone and, if it still fails, set aside with a warning, so it
-never blocks the others.
+They run apart, so a finisher stuck behind a lock on Procrastinate's tables never
+holds up the recorder: when the worker stops before a status lands, the outcome is on
+record, and stalled-job recovery applies it rather than running the job again. While
+the database is away, everything is kept and retried with backoff. A row that fails on
+its own (not an outage) is retried alone and, if it still fails, set aside with a
+warning, so it never blocks the others.
 """
 
 import asyncio
@@ -31,7 +32,7 @@ from webapp.store import worker as store
 log = logging.getLogger("tasks.worker")
 
 MAX_BATCH = 1_000
-PART = "finish"
+RECORD, FINISH = "record", "finish"
 
 
 class Completer:
@@ -48,8 +49,9 @@ class Completer:
         self.availability = availability
         self.worker_name = worker_name
         self.on_written = on_written
-        self._pending: list[Outcome] = []
-        self._wake = asyncio.Event()
+        self._pending: list[Outcome] = []  # every outcome whose status is not written yet
+        self._to_record = asyncio.Event()
+        self._to_apply = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -57,24 +59,17 @@ class Completer:
         """Queue an outcome for writing."""
         self._pending.append(outcome)
         self._idle.clear()
-        self._wake.set()
+        self._to_record.set()
 
     def pending_job_ids(self) -> set[int]:
         """Jobs whose status this worker has still to write (they are still its own)."""
         return {outcome.job_id for outcome in self._pending}
 
     async def run(self) -> None:
-        """Write outcomes as they come, for ever (cancelled at shutdown)."""
-        backoff = BackoffTimer()
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                async with self.availability.trying(PART, backoff) as attempt:
-                    await self.write(self._pending[:MAX_BATCH])
-                if attempt.ok:
-                    self.on_written()
-            self._idle.set()
+        """Record and apply outcomes as they come, for ever (cancelled at shutdown)."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._record_loop())
+            group.create_task(self._apply_loop())
 
     async def drain(self, timeout: float) -> list[Outcome]:
         """Wait up to ``timeout`` seconds for every outcome to be written; return the rest."""
@@ -82,16 +77,37 @@ class Completer:
             await asyncio.wait_for(self._idle.wait(), timeout)
         return list(self._pending)
 
-    async def write(self, batch: list[Outcome]) -> None:
-        """Record the batch's attempts, then apply its statuses, then drop it from pending."""
-        unrecorded = [outcome for outcome in batch if not outcome.recorded]
-        if unrecorded:
-            await self._record(unrecorded)
+    async def _record_loop(self) -> None:
+        backoff = BackoffTimer()
+        while True:
+            await self._to_record.wait()
+            self._to_record.clear()
+            while batch := [o for o in self._pending if not o.recorded][:MAX_BATCH]:
+                async with self.availability.trying(RECORD, backoff) as attempt:
+                    await self._record(batch)
+                if attempt.ok:
+                    self._to_apply.set()
+
+    async def _apply_loop(self) -> None:
+        backoff = BackoffTimer()
+        while True:
+            await self._to_apply.wait()
+            self._to_apply.clear()
+            while batch := [o for o in self._pending if o.recorded][:MAX_BATCH]:
+                async with self.availability.trying(FINISH, backoff) as attempt:
+                    await self._finish(batch)
+                if attempt.ok:
+                    self.on_written()
+
+    async def _finish(self, batch: list[Outcome]) -> None:
+        """Apply the batch's statuses, then drop it from pending."""
         for outcome in batch:
             outcome.tries += 1
         applied = await self._apply(sorted(batch, key=lambda o: o.job_id))
         written = {id(outcome) for outcome in batch}
         self._pending = [o for o in self._pending if id(o) not in written]
+        if not self._pending:
+            self._idle.set()
         for outcome in batch:
             if not applied.get(outcome.job_id, True):
                 self._moved_on(outcome)
@@ -127,6 +143,7 @@ class Completer:
                     describe(exc),
                     extra={"action": "attempt_set_aside"},
                 )
+        outcome.set_aside = True
 
     async def _apply(self, outcomes: list[Outcome]) -> dict[int, bool]:
         try:
@@ -140,33 +157,43 @@ class Completer:
         return applied
 
     async def _apply_alone(self, outcome: Outcome) -> dict[int, bool]:
-        """Write one status; a retry that will not store becomes a failure; else set aside."""
+        """Write one status. A retry that will not store becomes a failure; a status that
+        Procrastinate's function cannot write at all, a plain failure; else set aside."""
         while True:
             try:
                 return await self._execute(store.finish_jobs, [outcome.finish_row()])
             except psycopg.Error as exc:
                 if is_outage(exc):
                     raise
-                if outcome.retry is None:
-                    log.error(
-                        "job %s: could not write its status %s: %s",
-                        outcome.job_id,
-                        outcome.status,
-                        describe(exc),
-                        extra={"action": "finish_set_aside"},
-                    )
-                    return {outcome.job_id: False}
-                log.warning(
-                    "job %s: its retry cannot be stored (%s); failing it instead",
-                    outcome.job_id,
-                    describe(exc),
-                    extra={"action": "retry_set_aside"},
-                )
-                outcome.retry = None
+                problem = describe(exc)
+            if outcome.retry is None:
+                break
+            log.warning(
+                "job %s: its retry cannot be stored (%s); failing it instead",
+                outcome.job_id,
+                problem,
+                extra={"action": "retry_set_aside"},
+            )
+            outcome.retry = None
+        log.error(
+            "job %s: could not write its status %s (%s); marking it failed",
+            outcome.job_id,
+            outcome.status,
+            problem,
+            extra={"action": "finish_set_aside"},
+        )
+        try:
+            failed = await self._execute(store.fail_job, outcome.job_id, outcome.attempts)
+        except psycopg.Error as exc:
+            if is_outage(exc):
+                raise
+            log.error("job %s: could not fail it either: %s", outcome.job_id, describe(exc))
+            return {outcome.job_id: False}
+        return {outcome.job_id: failed}
 
-    async def _execute(self, statement, rows):
+    async def _execute(self, statement, *args):
         async with self.pool.connection() as conn:
-            return await statement(conn, rows)
+            return await statement(conn, *args)
 
     def _moved_on(self, outcome: Outcome) -> None:
         # After a write whose reply was lost, the retry finds its own change: no news.
@@ -174,8 +201,9 @@ class Completer:
         log.log(
             level,
             "job %s was no longer on this run when its outcome (%s) was written;"
-            " its attempt is on record, its status was left as it was",
+            " its status was left as it was%s",
             outcome.job_id,
             outcome.status,
+            "" if outcome.set_aside else ", and the attempt is on record",
             extra={"action": "finish_skipped"},
         )

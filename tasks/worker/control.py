@@ -86,4 +86,7 @@ class ControlConnection:
                 due = time.monotonic() + HEARTBEAT_INTERVAL
 
     async def _beat(self, conn: psycopg.AsyncConnection) -> None:
-        await asyncio.wait_for(self.beat(conn), HEARTBEAT_TIMEOUT)
+        try:
+            await asyncio.wait_for(self.beat(conn), HEARTBEAT_TIMEOUT)
+        except TimeoutError:
+            raise TimeoutError(f"no answer to the heartbeat in {HEARTBEAT_TIMEOUT:g} s") from None

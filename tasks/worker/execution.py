@@ -79,7 +79,8 @@ class Outcome:
     traceback: str | None = None
     result_summary: str | None = None
     retry: procrastinate.RetryDecision | None = None
-    recorded: bool = False  # the attempt row is written
+    recorded: bool = False  # the attempt row is written (or set aside)
+    set_aside: bool = False  # the attempt row could not be stored
     tries: int = 0  # writes of the status tried so far
 
     @classmethod

@@ -14,7 +14,6 @@ reconciliation) retries database failures with backoff, reported once through
 """
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import json
@@ -26,13 +25,12 @@ import time
 from dataclasses import dataclass, field
 
 import procrastinate
-import psycopg
 import psycopg_pool
 from procrastinate.job_context import AbortReason
 
 from tasks import queues as queue_names
 from tasks.worker import chores, execution, shutdown
-from tasks.worker.availability import Availability, BackoffTimer, describe, is_outage
+from tasks.worker.availability import Availability, BackoffTimer
 from tasks.worker.completer import Completer
 from tasks.worker.control import ControlConnection, channel, channels_for
 from webapp.store import worker as store
@@ -194,10 +192,6 @@ class Worker:
             self.settings.concurrency,
         )
 
-    async def _sleep_unless_stopping(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
-
     # -- fetching and running jobs ---------------------------------------------------
 
     def _lanes(self) -> list[Lane]:
@@ -212,25 +206,14 @@ class Worker:
                 await self._wait_for_news(lane, None)
                 continue
             lane.wake.clear()
-            try:
+            taken = 0
+            async with self.availability.trying(lane.name, backoff) as attempt:
                 taken = await self._fetch(lane, wanted)
-            except Exception as exc:
-                if not isinstance(exc, psycopg.Error) and not is_outage(exc):
-                    raise
+            if not attempt.ok:
                 self.needs_reconcile = True  # the fetch may have committed all the same
-                self._fetch_failed(lane, exc)
-                await self._sleep_unless_stopping(backoff.next_delay())
-                continue
-            backoff.reset()
-            if taken < wanted:
+            elif taken < wanted:
                 await asyncio.sleep(MIN_FETCH_GAP)
                 await self._wait_for_news(lane, self.settings.poll_interval)
-
-    def _fetch_failed(self, lane: Lane, exc: BaseException) -> None:
-        if is_outage(exc):
-            self.availability.failed(lane.name, exc)
-        else:
-            log.error("%s failed: %s", lane.name, describe(exc), exc_info=exc)
 
     async def _wait_for_news(self, lane: Lane, timeout: float | None) -> None:
         waits = [asyncio.create_task(lane.wake.wait()), asyncio.create_task(self.stopping.wait())]
@@ -310,12 +293,17 @@ class Worker:
             lane.wake.set()
 
     def _on_notify(self, channel_name: str, payload: str) -> None:
+        """A notification wakes a lane, or brings an abort request. Anyone who may connect
+        may send one, so a payload of any shape only ever wakes the lane up."""
         try:
             notification = json.loads(payload)
-        except ValueError:
-            return
-        if notification.get("type") == "abort_job_requested":
-            self.abort(notification.get("job_id"), AbortReason.USER_REQUEST)
+        except (RecursionError, ValueError):
+            notification = None
+        if not isinstance(notification, dict):
+            notification = {}
+        job_id = notification.get("job_id")
+        if notification.get("type") == "abort_job_requested" and isinstance(job_id, int):
+            self.abort(job_id, AbortReason.USER_REQUEST)
         elif channel_name == channel(queue_names.HOUSEKEEPING):
             self.housekeeping.wake.set()
         else:

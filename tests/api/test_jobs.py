@@ -389,3 +389,40 @@ def test_housekeeping_runs_stay_out_of_listings_unless_asked_for(client, admin_c
     asked = admin_client.get("/api/v1/jobs?queue=housekeeping").get_json()["jobs"]
     assert [job["task"] for job in asked] == ["maintenance:retry_stalled_jobs"] * 3
     assert client.get("/api/v1/jobs?queue=housekeeping").get_json()["jobs"] == []
+
+
+def test_a_tenant_cannot_retry_a_platform_only_task(client, admin_client, conn):
+    job_id = post(admin_client, DIAGNOSTIC).get_json()["id"]
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+    refused = client.post(f"/api/v1/jobs/{job_id}/retry")
+    assert refused.status_code == 403
+    assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 1
+    assert admin_client.post(f"/api/v1/jobs/{job_id}/retry").status_code == 202
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # Written around the API: nested deeper than Python parses, a 5,000-digit number.
+        '{"organization_id": 1, "deep": ' + "[" * 3000 + "]" * 3000 + "}",
+        '{"organization_id": 1, "big": ' + "7" * 5000 + "}",
+    ],
+)
+def test_rows_python_cannot_load_are_read_and_retried_as_stored(client, conn, args):
+    job_id = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status)"
+        " VALUES ('sms-notifications', 'sms:send_notification', %s, 'cancelled') RETURNING id",
+        (args,),
+    ).fetchone()[0]
+    listed = client.get("/api/v1/jobs")
+    assert listed.status_code == 200
+    assert [job["id"] for job in listed.get_json()["jobs"]] == [job_id]
+    assert client.get(f"/api/v1/jobs/{job_id}").status_code == 200
+    retried = client.post(f"/api/v1/jobs/{job_id}/retry")
+    assert retried.status_code == 202, retried.get_data(as_text=True)
+    same = conn.execute(
+        "SELECT a.args = b.args FROM procrastinate_jobs a, procrastinate_jobs b"
+        " WHERE a.id = %s AND b.id = %s",
+        (job_id, retried.get_json()["id"]),
+    ).fetchone()[0]
+    assert same

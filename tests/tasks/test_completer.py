@@ -87,7 +87,8 @@ def test_a_row_that_fails_alone_is_set_aside_and_blocks_nothing(db_url, conn, ru
     bogus = outcome(ids[1], "bogus")  # neither job_attempts nor Procrastinate accepts it
     left = asyncio.run(complete(db_url, [outcome(ids[0]), bogus, outcome(ids[2])]))
     assert left == []
-    assert statuses(conn) == {ids[0]: "succeeded", ids[1]: "doing", ids[2]: "succeeded"}
+    # Its status could not be written as it was, so the job ends as a plain failure.
+    assert statuses(conn) == {ids[0]: "succeeded", ids[1]: "failed", ids[2]: "succeeded"}
     assert "could not write its status bogus" in caplog.text
     assert "could not record attempt 1" in caplog.text
 
@@ -128,5 +129,46 @@ def test_outcomes_wait_out_an_outage_and_land_once_the_database_is_back(own_serv
     assert asyncio.run(scenario()) == []
     with psycopg.connect(url) as conn:
         assert statuses(conn) == {job_id: "succeeded"}
-    assert caplog.text.count("database unavailable (finish)") == 1
+    assert caplog.text.count("database unavailable (record)") == 1
     assert caplog.text.count("database available again") == 1
+
+
+def test_outcomes_are_recorded_while_their_statuses_wait_behind_a_lock(db_url, conn, running_jobs):
+    first, later = running_jobs(2)
+
+    async def scenario():
+        async with psycopg_pool.AsyncConnectionPool(
+            db_url, min_size=2, timeout=5, open=False, kwargs={"autocommit": True}
+        ) as pool:
+            completer = Completer(pool, Availability(), "w")
+            writer = asyncio.create_task(completer.run())
+            async with await psycopg.AsyncConnection.connect(db_url) as locker:
+                await locker.execute("LOCK TABLE procrastinate_jobs IN ACCESS EXCLUSIVE MODE")
+                completer.add(outcome(first))
+                await asyncio.sleep(0.5)  # its status write now waits for the lock
+                completer.add(outcome(later))
+                await asyncio.sleep(0.5)
+                recorded = await (
+                    await locker.execute("SELECT job_id FROM job_attempts ORDER BY job_id")
+                ).fetchall()
+                await locker.rollback()
+            left = await completer.drain(10)
+            writer.cancel()
+            return recorded, left
+
+    recorded, left = asyncio.run(scenario())
+    assert recorded == [(first,), (later,)]  # the later one too, while the first waited
+    assert left == []
+    assert statuses(conn) == {first: "succeeded", later: "succeeded"}
+
+
+def test_a_status_procrastinate_cannot_write_ends_as_a_plain_failure(
+    db_url, conn, running_jobs, caplog
+):
+    (job_id,) = running_jobs(1)
+    conn.execute("UPDATE procrastinate_jobs SET attempts = 2147483647 WHERE id = %s", (job_id,))
+    item = outcome(job_id)
+    item.attempts = 2147483647
+    assert asyncio.run(complete(db_url, [item])) == []
+    assert statuses(conn) == {job_id: "failed"}
+    assert "could not write its status succeeded" in caplog.text

@@ -290,3 +290,28 @@ def test_procrastinate_s_own_worker_runs_housekeeping(db_url, conn):
         ("maintenance:purge_finished_jobs", "succeeded"),
         ("maintenance:retry_stalled_jobs", "succeeded"),
     ]
+
+
+def test_a_retry_whose_idempotency_key_is_taken_waits_without_it(db_url, conn, worker, running_job):
+    job_id = running_job(worker("w", silent=True))
+    conn.execute("UPDATE procrastinate_jobs SET queueing_lock = 'org:1:k' WHERE id = %s", (job_id,))
+    newer = conn.execute(  # deferred with the same key while the first one ran
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args, queueing_lock)"
+        " VALUES ('default', 'diagnostics:noop', '{}', 'org:1:k') RETURNING id"
+    ).fetchone()[0]
+    assert recover(db_url)[0]["action"] == "retried"
+    locks = dict(conn.execute("SELECT id, queueing_lock FROM procrastinate_jobs").fetchall())
+    assert locks == {job_id: None, newer: "org:1:k"}
+    assert state(conn, job_id)[0] == "todo"
+
+
+def test_a_job_that_cannot_be_recovered_does_not_hold_up_the_others(
+    db_url, conn, worker, running_job
+):
+    silent = worker("w", silent=True)
+    broken = running_job(silent, attempts=2**31 - 1)  # attempts + 1 is out of range
+    fine = running_job(silent)
+    actions = {row["job_id"]: row["action"] for row in recover(db_url)}
+    assert actions[fine] == "retried"
+    assert actions[broken].startswith("not recovered: integer out of range")
+    assert state(conn, broken)[0] == "doing"

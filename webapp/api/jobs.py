@@ -227,9 +227,11 @@ def retry_job(job_id: int):
     """Run a failed, cancelled or aborted job again: 202 with the job that will run."""
     job = get_job_or_404(job_id)
     try:
-        new_id = get_queue().retry(job)
+        new_id = get_queue().retry(job, tenancy.is_platform())
     except InvalidState as exc:
         api_error(409, str(exc), status=job["status"])
+    except TaskNotAllowed as exc:
+        api_error(403, str(exc))
     audit.record(
         "job.retry",
         target_type="job",

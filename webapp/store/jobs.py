@@ -117,3 +117,15 @@ def clear_abort_request(conn: psycopg.Connection, job_id: int) -> None:
         " WHERE id = %s AND status = 'failed' AND abort_requested",
         (job_id,),
     )
+
+
+def copy_job(conn: psycopg.Connection, job_id: int, queueing_lock: str) -> int:
+    """Defer a new job with the task, queue, priority and arguments (as stored, so even
+    arguments Python cannot load survive) of ``job_id``; returns the new id."""
+    row = conn.execute(
+        "SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(queue_name, task_name, priority,"
+        " NULL, %s, args, NULL)::procrastinate_job_to_defer_v1]))[1]"
+        " FROM procrastinate_jobs WHERE id = %s",
+        (queueing_lock, job_id),
+    ).fetchone()
+    return row[0]

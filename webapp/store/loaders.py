@@ -4,7 +4,8 @@ PostgreSQL stores timestamps from 4713 BC to 294276 AD and ``infinity``; Python'
 ``datetime`` spans years 1 to 9999, and psycopg raises ``DataError`` for the rest,
 which would fail every query that reads such a row (a job written around the API,
 say). Here those values load as the nearest ``datetime`` (``min`` or ``max``, in
-UTC), and JSON too deeply nested for Python's parser loads as a marker object.
+UTC); an integer too long for Python loads as its digits, and JSON nested too
+deeply for Python's parser loads as a marker object.
 """
 
 import datetime
@@ -53,11 +54,19 @@ def _is_early(data: bytes, marker: bytes) -> bool:
 
 
 def safe_json_loads(data: str | bytes) -> Any:
-    """``json.loads``, but JSON nested deeper than Python parses becomes a marker object."""
+    """``json.loads``, but a number too long for Python's ``int`` stays text, and JSON
+    nested deeper than Python parses becomes a marker object."""
     try:
-        return json.loads(data)
-    except RecursionError:
-        return {UNREADABLE_JSON: "nested too deeply to load"}
+        return json.loads(data, parse_int=_int_or_text)
+    except (RecursionError, ValueError):
+        return {UNREADABLE_JSON: "nested too deeply, or otherwise beyond Python's parser"}
+
+
+def _int_or_text(digits: str) -> int | str:
+    try:
+        return int(digits)
+    except ValueError:  # over sys.get_int_max_str_digits() digits
+        return digits
 
 
 def register(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:

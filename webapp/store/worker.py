@@ -85,23 +85,20 @@ async def finish_jobs(conn: psycopg.AsyncConnection, finishes: list[tuple]) -> d
 async def release_jobs(
     conn: psycopg.AsyncConnection, worker_id: int, job_ids: list[int]
 ) -> list[int]:
-    """Hand back jobs this worker took but never started (attempts unchanged).
-
-    One whose abort was requested meanwhile ends ``aborted`` instead of waiting again.
-    """
-    cursor = await conn.execute(
-        """
-        UPDATE procrastinate_jobs
-        SET status = CASE WHEN abort_requested THEN 'aborted' ELSE 'todo' END
-                         ::procrastinate_job_status,
-            worker_id = NULL,
-            abort_requested = false
-        WHERE id = ANY(%s) AND status = 'doing' AND worker_id = %s
-        RETURNING id
-        """,
-        (job_ids, worker_id),
-    )
+    """Hand back jobs this worker took but never started (see ``howdah_release_jobs``)."""
+    cursor = await conn.execute("SELECT * FROM howdah_release_jobs(%s, %s)", (worker_id, job_ids))
     return [row[0] for row in await cursor.fetchall()]
+
+
+async def fail_job(conn: psycopg.AsyncConnection, job_id: int, attempts: int) -> bool:
+    """End a run as failed without Procrastinate's function, for a row that function
+    cannot finish (its attempt count at the integer limit, say); False if it moved on."""
+    cursor = await conn.execute(
+        "UPDATE procrastinate_jobs SET status = 'failed', abort_requested = false"
+        " WHERE id = %s AND status = 'doing' AND attempts = %s RETURNING id",
+        (job_id, attempts),
+    )
+    return await cursor.fetchone() is not None
 
 
 async def list_running_job_ids(conn: psycopg.AsyncConnection, worker_id: int) -> list[int]:
