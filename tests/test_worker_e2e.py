@@ -31,6 +31,8 @@ class Service:
             PORT=str(self.port),
             WEB_CONCURRENCY="2",
             WORKER_STALLED_AFTER="15",
+            # Every job here is organization 1's; with a cap one worker could run them all.
+            ORG_MAX_RUNNING="0",
         )
         self.workers: list = []
         self.web = processes.start_web(self.env, logs / "web.log")

@@ -37,7 +37,7 @@ from webapp.store import worker as store
 
 log = logging.getLogger("tasks.worker")
 
-MIN_FETCH_GAP = 0.01  # after a fetch that found less than it could take
+MIN_FETCH_GAP = 0.01  # notifications wake a lane at most every 10 ms after an empty fetch
 
 
 @dataclass
@@ -64,10 +64,26 @@ class Lane:
     org_max_running: int | None
     busy: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    found_nothing_at: float = 0.0  # monotonic time of the last fetch that took no job
+    _deferred_wake: asyncio.TimerHandle | None = None
 
     @property
     def free(self) -> int:
         return self.slots - self.busy
+
+    def news(self) -> None:
+        """A notification says new jobs may wait. Within ``MIN_FETCH_GAP`` of a fetch that
+        found nothing, the wake-up waits for the gap to pass: a tenant's flood held back
+        by a cap notifies far faster than fetching again could pay."""
+        wait = self.found_nothing_at + MIN_FETCH_GAP - time.monotonic()
+        if wait <= 0:
+            self.wake.set()
+        elif self._deferred_wake is None:
+            self._deferred_wake = asyncio.get_running_loop().call_later(wait, self._wake_late)
+
+    def _wake_late(self) -> None:
+        self._deferred_wake = None
+        self.wake.set()
 
 
 @dataclass(frozen=True)
@@ -212,7 +228,8 @@ class Worker:
             if not attempt.ok:
                 self.needs_reconcile = True  # the fetch may have committed all the same
             elif taken < wanted:
-                await asyncio.sleep(MIN_FETCH_GAP)
+                if taken == 0:
+                    lane.found_nothing_at = time.monotonic()
                 await self._wait_for_news(lane, self.settings.poll_interval)
 
     async def _wait_for_news(self, lane: Lane, timeout: float | None) -> None:
@@ -232,13 +249,12 @@ class Worker:
             # Started under the lock, so reconciliation never takes them for orphans.
             for row in sorted(rows, key=lambda r: (-r["priority"], r["id"])):
                 self._start(lane, row)
-        self.availability.recovered(lane.name)
         return len(rows)
 
     def _start(self, lane: Lane, row: dict) -> None:
         try:
             job = execution.load_job(row, self.worker_id)
-        except execution.UnloadableJob as exc:
+        except Exception as exc:  # whatever the row holds, it fails alone
             log.warning("job %s cannot run: %s", row["id"], exc, extra={"action": "job_unloadable"})
             self.completer.add(execution.unloadable(row, exc))
             return
@@ -305,6 +321,6 @@ class Worker:
         if notification.get("type") == "abort_job_requested" and isinstance(job_id, int):
             self.abort(job_id, AbortReason.USER_REQUEST)
         elif channel_name == channel(queue_names.HOUSEKEEPING):
-            self.housekeeping.wake.set()
+            self.housekeeping.news()
         else:
-            self.tenants.wake.set()
+            self.tenants.news()
