@@ -1,21 +1,24 @@
 -- Which waiting jobs a worker may take now, decided in one place.
 --
--- It keeps the rules of procrastinate_fetch_job_v2: a job waits while another job with
--- its lock runs, or waits ahead of it; the queue filter; scheduled_at <= now(); priority
--- first, then id; FOR UPDATE SKIP LOCKED. On top of them it applies Howdah's caps on
--- running jobs (per organization, per queue, per organization in a queue) and takes up
--- to p_limit jobs per call. The chosen rows become 'doing' for p_worker_id, so
--- Procrastinate's triggers write their 'started' events as usual.
+-- It keeps the rules of procrastinate_fetch_job_v2: the lock rule (howdah_waits_for_lock);
+-- the queue filter; scheduled_at <= now(); priority first, then id; SKIP LOCKED. On top of them it applies Howdah's caps on running jobs
+-- (per organization, per queue, per organization in a queue) and takes up to p_limit
+-- jobs per call. The chosen rows become 'doing' for p_worker_id, so Procrastinate's
+-- triggers write their 'started' events as usual.
 --
 -- Caps count 'doing' rows across all workers. While any cap applies, fetches take one
 -- transaction-level advisory lock, so two workers never both take a cap's last slot.
 --
--- While nothing is at its cap, one scan in priority order takes the jobs. Once a queue
--- or an organization is at its cap, its waiting jobs may fill the front of that order
--- (a tenant's flood at the highest priority); scanning past them on every fetch would
--- cost as much as the flood is long. So the fetch then walks the (queue, organization)
--- groups that have waiting jobs instead, skips the groups at a cap, and merges the best
--- few jobs of each other group: the cost follows the number of groups, not the backlog.
+-- No tenant's backlog may make fetching slower for the others, so no fetch walks past
+-- jobs it cannot take:
+-- - jobs scheduled for later sit in an index by their time, and only the due ones are
+--   read; jobs without a time sit in an index by priority;
+-- - while nothing is at its cap and the worker serves every queue, the best due jobs
+--   come from those two indexes merged in priority order;
+-- - once a queue or an organization is at its cap, or when the worker serves some queues
+--   only, the fetch walks the (queue, organization) groups that have waiting jobs
+--   instead, passes over the groups at a cap or in other queues, and merges the best few
+--   due jobs of each other group: the cost follows the number of groups, not backlogs.
 --
 -- Arguments come back as text: the worker parses each row on its own, so a row it
 -- cannot load fails alone instead of failing the whole fetch after it committed.
@@ -24,12 +27,110 @@ CREATE INDEX howdah_jobs_running_idx
     ON procrastinate_jobs (queue_name, (args ->> 'organization_id'))
     WHERE status = 'doing';
 
--- Waiting jobs by (queue, organization) group, best first: the groups for the walk
--- described above, and a worker serving one queue (the housekeeping lane) finds its
--- next job without walking past the other queues' backlogs.
-CREATE INDEX howdah_jobs_waiting_by_group_idx
+CREATE INDEX howdah_jobs_unscheduled_idx
+    ON procrastinate_jobs (priority DESC, id)
+    WHERE status = 'todo' AND scheduled_at IS NULL;
+
+CREATE INDEX howdah_jobs_scheduled_idx
+    ON procrastinate_jobs (scheduled_at)
+    WHERE status = 'todo' AND scheduled_at IS NOT NULL;
+
+CREATE INDEX howdah_jobs_unscheduled_by_group_idx
     ON procrastinate_jobs (queue_name, (coalesce(args ->> 'organization_id', '')), priority DESC, id)
-    WHERE status = 'todo';
+    WHERE status = 'todo' AND scheduled_at IS NULL;
+
+CREATE INDEX howdah_jobs_scheduled_by_group_idx
+    ON procrastinate_jobs (queue_name, (coalesce(args ->> 'organization_id', '')), scheduled_at)
+    WHERE status = 'todo' AND scheduled_at IS NOT NULL;
+
+-- Procrastinate's lock rule (procrastinate_fetch_job_v2): a job with a lock waits while
+-- another job with that lock runs, or waits ahead of it (higher priority, or the same
+-- priority and deferred first), even one scheduled for later. Called only for jobs that
+-- have a lock.
+CREATE FUNCTION howdah_waits_for_lock(p_lock text, p_priority integer, p_id bigint)
+    RETURNS boolean
+    LANGUAGE sql
+    STABLE
+AS $$
+    SELECT EXISTS (
+        SELECT 1
+          FROM procrastinate_jobs AS other_jobs
+         WHERE other_jobs.lock = p_lock
+           AND (
+               other_jobs.status = 'doing'
+               OR (
+                   other_jobs.status = 'todo'
+                   AND (
+                       other_jobs.priority > p_priority
+                       OR (other_jobs.priority = p_priority AND other_jobs.id < p_id)
+                   )
+               )
+           )
+    )
+$$;
+
+-- The (queue, organization) groups that have waiting jobs, in the given queues (NULL:
+-- every queue), found by skipping through the group indexes: a few index lookups per
+-- group, whatever the groups hold.
+CREATE FUNCTION howdah_waiting_groups(p_queues character varying[])
+    RETURNS TABLE (queue character varying, org text)
+    LANGUAGE sql
+    STABLE
+AS $$
+    WITH RECURSIVE all_queues (queue) AS (
+        SELECT min(x.q) FROM (
+            SELECT min(j.queue_name) AS q FROM procrastinate_jobs j
+             WHERE j.status = 'todo' AND j.scheduled_at IS NULL
+            UNION ALL
+            SELECT min(j.queue_name) FROM procrastinate_jobs j
+             WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL
+        ) x
+        UNION ALL
+        SELECT (SELECT min(x.q) FROM (
+                    SELECT min(j.queue_name) AS q FROM procrastinate_jobs j
+                     WHERE j.status = 'todo' AND j.scheduled_at IS NULL
+                       AND j.queue_name > a.queue
+                    UNION ALL
+                    SELECT min(j.queue_name) FROM procrastinate_jobs j
+                     WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL
+                       AND j.queue_name > a.queue
+                ) x)
+          FROM all_queues a WHERE a.queue IS NOT NULL
+    ), served (queue) AS (
+        SELECT unnest(p_queues) WHERE p_queues IS NOT NULL
+        UNION ALL
+        SELECT a.queue FROM all_queues a WHERE p_queues IS NULL AND a.queue IS NOT NULL
+    ), groups (queue, org) AS (
+        SELECT s.queue, (SELECT min(x.o) FROM (
+                    SELECT min(coalesce(j.args ->> 'organization_id', '')) AS o
+                      FROM procrastinate_jobs j
+                     WHERE j.status = 'todo' AND j.scheduled_at IS NULL
+                       AND j.queue_name = s.queue
+                    UNION ALL
+                    SELECT min(coalesce(j.args ->> 'organization_id', ''))
+                      FROM procrastinate_jobs j
+                     WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL
+                       AND j.queue_name = s.queue
+                ) x)
+          FROM served s
+        UNION ALL
+        SELECT g.queue, (SELECT min(x.o) FROM (
+                    SELECT min(coalesce(j.args ->> 'organization_id', '')) AS o
+                      FROM procrastinate_jobs j
+                     WHERE j.status = 'todo' AND j.scheduled_at IS NULL
+                       AND j.queue_name = g.queue
+                       AND coalesce(j.args ->> 'organization_id', '') > g.org
+                    UNION ALL
+                    SELECT min(coalesce(j.args ->> 'organization_id', ''))
+                      FROM procrastinate_jobs j
+                     WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL
+                       AND j.queue_name = g.queue
+                       AND coalesce(j.args ->> 'organization_id', '') > g.org
+                ) x)
+          FROM groups g WHERE g.org IS NOT NULL
+    )
+    SELECT g.queue, g.org FROM groups g WHERE g.org IS NOT NULL
+$$;
 
 CREATE FUNCTION howdah_fetch_jobs(
     p_queues character varying[],  -- NULL: every queue
@@ -50,8 +151,10 @@ CREATE FUNCTION howdah_fetch_jobs(
     )
     LANGUAGE plpgsql
     -- The planner prices the group walk high enough to compile it with JIT, which costs
-    -- a hundred times what the walk does.
+    -- a hundred times what the walk does; and planning it afresh for each call costs more
+    -- than running it, while one generic plan serves every argument.
     SET jit = off
+    SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_caps jsonb;              -- queue -> {"max": n, "org_max": n}
@@ -106,60 +209,45 @@ BEGIN
     END IF;
 
     LOOP
-        v_by_group := cardinality(v_full) > 0;
+        v_by_group := cardinality(v_full) > 0 OR p_queues IS NOT NULL;
+        -- Candidates in order: the best jobs without a time, and the best of those whose
+        -- time has come, each read from its own index, then merged. OFFSET 0 keeps the
+        -- planner from reading the due ones through an index in priority order, which
+        -- would walk past every job scheduled for later.
         IF v_by_group THEN
             OPEN candidates FOR
-                WITH RECURSIVE groups (queue, org) AS (
-                    (SELECT j.queue_name, coalesce(j.args ->> 'organization_id', '')
-                       FROM procrastinate_jobs j
-                      WHERE j.status = 'todo'
-                      ORDER BY 1, 2
-                      LIMIT 1)
-                    UNION ALL
-                    SELECT next.queue, next.org
-                      FROM groups g
-                     CROSS JOIN LATERAL (
-                        SELECT j.queue_name AS queue,
-                               coalesce(j.args ->> 'organization_id', '') AS org
-                          FROM procrastinate_jobs j
-                         WHERE j.status = 'todo'
-                           AND (j.queue_name, coalesce(j.args ->> 'organization_id', ''))
-                               > (g.queue, g.org)
-                         ORDER BY 1, 2
-                         LIMIT 1
-                     ) next
-                )
                 SELECT best.id, best.queue_name, nullif(g.org, '') AS org
-                  FROM groups g
+                  FROM howdah_waiting_groups(p_queues) g
                  CROSS JOIN LATERAL (
-                    SELECT jobs.id, jobs.queue_name, jobs.priority
-                      FROM procrastinate_jobs AS jobs
-                     WHERE jobs.status = 'todo'
-                       AND jobs.queue_name = g.queue
-                       AND coalesce(jobs.args ->> 'organization_id', '') = g.org
-                       AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
-                       AND jobs.id <> ALL (v_taken)
-                       AND (jobs.lock IS NULL OR NOT EXISTS (
-                           SELECT 1
-                             FROM procrastinate_jobs AS other_jobs
-                            WHERE other_jobs.lock = jobs.lock
-                              AND (
-                                  other_jobs.status = 'doing'
-                                  OR (
-                                      other_jobs.status = 'todo'
-                                      AND (
-                                          other_jobs.priority > jobs.priority
-                                          OR (other_jobs.priority = jobs.priority
-                                              AND other_jobs.id < jobs.id)
-                                      )
-                                  )
-                              )
-                       ))
-                     ORDER BY jobs.priority DESC, jobs.id ASC
+                    SELECT c.id, c.queue_name, c.priority
+                      FROM (
+                          (SELECT j.id, j.queue_name, j.priority
+                             FROM procrastinate_jobs AS j
+                            WHERE j.status = 'todo' AND j.scheduled_at IS NULL
+                              AND j.queue_name = g.queue
+                              AND coalesce(j.args ->> 'organization_id', '') = g.org
+                              AND j.id <> ALL (v_taken)
+                              AND (j.lock IS NULL
+                                   OR NOT howdah_waits_for_lock(j.lock, j.priority, j.id))
+                            ORDER BY j.priority DESC, j.id ASC
+                            LIMIT p_limit - cardinality(v_taken))
+                          UNION ALL
+                          (SELECT j.id, j.queue_name, j.priority
+                             FROM (SELECT * FROM procrastinate_jobs AS d
+                                    WHERE d.status = 'todo' AND d.scheduled_at <= now()
+                                      AND d.queue_name = g.queue
+                                      AND coalesce(d.args ->> 'organization_id', '') = g.org
+                                   OFFSET 0) AS j  -- due ones by their time: see below
+                            WHERE j.id <> ALL (v_taken)
+                              AND (j.lock IS NULL
+                                   OR NOT howdah_waits_for_lock(j.lock, j.priority, j.id))
+                            ORDER BY j.priority DESC, j.id ASC
+                            LIMIT p_limit - cardinality(v_taken))
+                      ) AS c
+                     ORDER BY c.priority DESC, c.id ASC
                      LIMIT p_limit - cardinality(v_taken)
                  ) best
-                 WHERE (p_queues IS NULL OR g.queue = ANY (p_queues))
-                   AND NOT ('q:' || g.queue) = ANY (v_full)
+                 WHERE NOT ('q:' || g.queue) = ANY (v_full)
                    AND (g.org = '' OR NOT (
                        ('o:' || g.org) = ANY (v_full)
                        OR ('qo:' || g.queue || '/' || g.org) = ANY (v_full)
@@ -167,31 +255,29 @@ BEGIN
                  ORDER BY best.priority DESC, best.id ASC;
         ELSE
             OPEN candidates FOR
-                SELECT jobs.id, jobs.queue_name, jobs.args ->> 'organization_id' AS org
-                  FROM procrastinate_jobs AS jobs
-                 WHERE jobs.status = 'todo'
-                   AND (p_queues IS NULL OR jobs.queue_name = ANY (p_queues))
-                   AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
-                   AND jobs.id <> ALL (v_taken)
-                   AND (jobs.lock IS NULL OR NOT EXISTS (
-                       SELECT 1
-                         FROM procrastinate_jobs AS other_jobs
-                        WHERE other_jobs.lock = jobs.lock
-                          AND (
-                              other_jobs.status = 'doing'
-                              OR (
-                                  other_jobs.status = 'todo'
-                                  AND (
-                                      other_jobs.priority > jobs.priority
-                                      OR (other_jobs.priority = jobs.priority
-                                          AND other_jobs.id < jobs.id)
-                                  )
-                              )
-                          )
-                   ))
-                 ORDER BY jobs.priority DESC, jobs.id ASC
-                 LIMIT p_limit - cardinality(v_taken)
-                   FOR UPDATE OF jobs SKIP LOCKED;
+                SELECT c.id, c.queue_name, c.org
+                  FROM (
+                      (SELECT j.id, j.queue_name, j.args ->> 'organization_id' AS org, j.priority
+                         FROM procrastinate_jobs AS j
+                        WHERE j.status = 'todo' AND j.scheduled_at IS NULL
+                          AND j.id <> ALL (v_taken)
+                          AND (j.lock IS NULL
+                               OR NOT howdah_waits_for_lock(j.lock, j.priority, j.id))
+                        ORDER BY j.priority DESC, j.id ASC
+                        LIMIT p_limit - cardinality(v_taken))
+                      UNION ALL
+                      (SELECT j.id, j.queue_name, j.args ->> 'organization_id', j.priority
+                         FROM (SELECT * FROM procrastinate_jobs AS d
+                                WHERE d.status = 'todo' AND d.scheduled_at <= now()
+                               OFFSET 0) AS j  -- due ones by their time: see below
+                        WHERE j.id <> ALL (v_taken)
+                          AND (j.lock IS NULL
+                               OR NOT howdah_waits_for_lock(j.lock, j.priority, j.id))
+                        ORDER BY j.priority DESC, j.id ASC
+                        LIMIT p_limit - cardinality(v_taken))
+                  ) AS c
+                 ORDER BY c.priority DESC, c.id ASC
+                 LIMIT p_limit - cardinality(v_taken);
         END IF;
 
         v_restart := false;
@@ -200,14 +286,12 @@ BEGIN
             EXIT WHEN NOT FOUND;
             v_keys := ARRAY['q:' || r.queue_name, 'o:' || r.org,
                             'qo:' || r.queue_name || '/' || r.org];
-            IF v_by_group THEN
-                -- Candidates of a group that filled up in this loop are passed over; the
-                -- others are locked one by one, skipping any another transaction holds.
-                CONTINUE WHEN v_keys && v_full;
-                PERFORM 1 FROM procrastinate_jobs j
-                  WHERE j.id = r.id AND j.status = 'todo' FOR UPDATE SKIP LOCKED;
-                CONTINUE WHEN NOT FOUND;
-            END IF;
+            -- Candidates of a cap that filled up in this pass are passed over; the others
+            -- are locked one by one, skipping any row another transaction holds or took.
+            CONTINUE WHEN v_keys && v_full;
+            PERFORM 1 FROM procrastinate_jobs j
+              WHERE j.id = r.id AND j.status = 'todo' FOR UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
             v_taken := v_taken || r.id;
             EXIT WHEN cardinality(v_taken) >= p_limit;
             CONTINUE WHEN NOT v_capped;

@@ -9,6 +9,7 @@ tenant's jobs, however many or long, can hold it back.
 
 import datetime
 import logging
+import math
 import os
 import time
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 bp = procrastinate.Blueprint()
 
+RECOVERY_TICK_SECONDS = 10
 PURGE_BATCH = 5_000
 PURGE_BUDGET_SECONDS = 20.0  # one run stops here; the next run, ten minutes on, goes on
 HOUSEKEEPING_RETENTION = datetime.timedelta(days=1)
@@ -32,7 +34,13 @@ def pool(context: procrastinate.JobContext):
     return context.app.connector.pool
 
 
-@bp.periodic(cron="* * * * * */10")
+def missed_ticks(stalled_after: float) -> int:
+    """How many recovery ticks in a row a worker must miss to count as dead (two at least:
+    a live worker may miss one while the database comes back)."""
+    return max(2, math.ceil(stalled_after / RECOVERY_TICK_SECONDS))
+
+
+@bp.periodic(cron=f"* * * * * */{RECOVERY_TICK_SECONDS}")
 @bp.task(
     name="retry_stalled_jobs",
     queue=queues.HOUSEKEEPING,
@@ -40,18 +48,21 @@ def pool(context: procrastinate.JobContext):
     pass_context=True,
 )
 async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> dict:
-    """Recover jobs left running by workers whose heartbeat went silent, then prune them.
+    """Recover jobs left running by dead workers, then prune those workers.
 
-    A run whose outcome is on record gets that outcome; any other is recorded as lost
-    and retried (see ``howdah_recover_stalled_jobs``).
+    A worker is dead once its heartbeat stood still for WORKER_STALLED_AFTER, counted in
+    ticks of this task while the database answered (see ``howdah_recover_stalled_jobs``).
+    A run whose outcome is on record gets that outcome; any other is recorded as lost and
+    retried.
     """
     settings = housekeeping_settings(os.environ)
     silence = settings["WORKER_STALLED_AFTER"]
+    ticks = missed_ticks(silence)
     async with pool(context).connection() as conn:
         recovered = await store.recover_stalled_jobs(
-            conn, silence, settings["LOST_JOB_MAX_ATTEMPTS"]
+            conn, ticks, silence, settings["LOST_JOB_MAX_ATTEMPTS"], RECOVERY_TICK_SECONDS
         )
-        pruned = await store.prune_silent_workers(conn, silence)
+        pruned = await store.prune_silent_workers(conn, ticks)
     for row in recovered:
         log.warning(
             "stalled job %s of %s: %s",

@@ -108,6 +108,10 @@ class RestartableServer:
         self.stop()
         self.start()
 
+    def admin_url(self) -> str:
+        """The URL of the server's ``postgres`` database, for statements about others."""
+        return self._server.url()
+
     def migrated_database(self) -> str:
         """A new database with every migration applied; returns its URL."""
         from webapp import migrations

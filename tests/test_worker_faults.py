@@ -443,3 +443,29 @@ def test_a_job_handed_back_whose_key_is_taken_waits_without_it(cluster):
     assert waiting == ("todo", "org:1:k")
     assert cluster.workers[0].poll() is None
     assert cluster.stop() == [0]
+
+
+def test_an_outage_without_a_restart_runs_no_job_twice(cluster, own_server):
+    """Connections refused for longer than WORKER_STALLED_AFTER, the server itself up: every
+    heartbeat is old when they come back, and no worker may be taken for dead for it."""
+    for _ in range(2):
+        cluster.start_worker()
+    slow = json.dumps({"organization_id": 1, "seconds": 40})
+    ids = cluster.add_jobs(10, task="diagnostics:sleep", args=slow)
+    wait_until(lambda: cluster.count(ids, "doing") == 10, 30, "every job to start")
+    name = psycopg.conninfo.conninfo_to_dict(cluster.url)["dbname"]
+    with psycopg.connect(own_server.admin_url(), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        time.sleep(25)
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    cluster.wait_done(ids, timeout=90)
+    assert_each_ended_once(cluster, ids)
+    with cluster.connect() as conn:
+        lost = conn.execute("SELECT count(*) FROM job_attempts WHERE outcome = 'lost'").fetchone()
+    assert lost == (0,)
+    for index in range(2):
+        assert_one_outage_reported(cluster, index)
+    assert cluster.stop() == [0, 0]

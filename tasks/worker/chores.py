@@ -14,7 +14,7 @@ import psycopg
 from procrastinate import periodic
 from procrastinate.job_context import AbortReason
 
-from tasks.worker.availability import BackoffTimer
+from tasks.worker.availability import BackoffTimer, describe, is_outage, unwrap
 from webapp.store import worker as store
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ async def poll_aborts(worker: "Worker") -> None:
     backoff = BackoffTimer()
     while True:
         await asyncio.sleep(worker.settings.poll_interval)
-        candidates = [job_id for job_id in worker.running if job_id not in worker.abort_reasons]
+        candidates = [i for i in worker.known_running_ids() if i not in worker.abort_reasons]
         if not candidates:
             worker.availability.recovered("abort poll")  # nothing to ask the database
             continue
@@ -70,17 +70,20 @@ async def defer_periodic(worker: "Worker") -> None:
 
 
 async def reconcile_periodically(worker: "Worker") -> None:
-    """Every ``RECONCILE_EVERY`` seconds, hand back jobs taken but never started."""
-    backoff = BackoffTimer()
+    """Every ``RECONCILE_EVERY`` seconds, hand back jobs taken but never started.
+
+    It does not report to ``Availability``: running only every few seconds, it would
+    hold the "back" line after an outage; a failure leaves the work to the next fetch.
+    """
     while True:
         await asyncio.sleep(RECONCILE_EVERY)
-        async with (
-            worker.availability.trying("reconcile", backoff) as attempt,
-            worker.fetch_lock,
-            worker.pool.connection() as conn,
-        ):
-            await reconcile(worker, conn)
-        if not attempt.ok:
+        try:
+            async with worker.fetch_lock, worker.pool.connection() as conn:
+                await reconcile(worker, conn)
+        except Exception as exc:
+            if not isinstance(unwrap(exc), psycopg.Error) and not is_outage(exc):
+                raise
+            log.debug("reconciliation failed: %s", describe(exc))
             worker.needs_reconcile = True  # the next fetch tries first
 
 
@@ -105,16 +108,22 @@ async def reconcile(worker: "Worker", conn: psycopg.AsyncConnection) -> None:
 
 
 async def beat(worker: "Worker", conn: psycopg.AsyncConnection) -> None:
-    """The heartbeat. If another worker pruned this one's row (it was silent too long),
-    register again and put the new id on the jobs it still runs."""
+    """The heartbeat. If this worker's row is gone, register it again."""
     if await store.beat(conn, worker.worker_id):
         return
     async with worker.fetch_lock:
-        old = worker.worker_id
-        worker.worker_id = await worker.register_on(conn)
-        await store.claim_jobs(conn, worker.worker_id, sorted(worker.known_job_ids()))
+        await register_again(worker, conn)
+
+
+async def register_again(worker: "Worker", conn: psycopg.AsyncConnection) -> None:
+    """Register anew after this worker's row was pruned (it was taken for dead during an
+    outage), and put the new id on the jobs it still runs. The caller holds
+    ``worker.fetch_lock``, so no fetch uses the old id meanwhile."""
+    old = worker.worker_id
+    worker.worker_id = await worker.register_on(conn)
+    await store.claim_jobs(conn, worker.worker_id, sorted(worker.known_job_ids()))
     log.warning(
-        "worker row %s was removed after its heartbeat went silent; registered again as %s",
+        "worker row %s was removed while this worker was cut off; registered again as %s",
         old,
         worker.worker_id,
         extra={"action": "worker_reregistered"},

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 import procrastinate
+import psycopg
 import psycopg_pool
 from procrastinate.job_context import AbortReason
 
@@ -116,7 +117,9 @@ class Worker:
             beat=functools.partial(chores.beat, self),
         )
         self.worker_id: int | None = None
-        self.running: dict[int, Running] = {}
+        # By (job id, attempts): after an outage a job this worker still runs may come
+        # back to it as a new attempt, and both runs must be told apart.
+        self.running: dict[tuple[int, int], Running] = {}
         self.abort_reasons: dict[int, AbortReason] = {}
         self.fetch_lock = asyncio.Lock()  # fetches, re-registration and reconciliation
         self.needs_reconcile = False
@@ -243,9 +246,13 @@ class Worker:
             async with self.pool.connection() as conn:
                 if self.needs_reconcile:
                     await chores.reconcile(self, conn)
-                rows = await store.fetch_jobs(
-                    conn, self.worker_id, lane.queues, wanted, lane.org_max_running
-                )
+                try:
+                    rows = await store.fetch_jobs(
+                        conn, self.worker_id, lane.queues, wanted, lane.org_max_running
+                    )
+                except psycopg.errors.ForeignKeyViolation:  # this worker's row is gone
+                    await chores.register_again(self, conn)
+                    return 0
             # Started under the lock, so reconciliation never takes them for orphans.
             for row in sorted(rows, key=lambda r: (-r["priority"], r["id"])):
                 self._start(lane, row)
@@ -268,7 +275,7 @@ class Worker:
         )
         lane.busy += 1
         task = asyncio.create_task(self._run_job(lane, context), name=f"job {job.id}")
-        self.running[job.id] = Running(task, context, lane)
+        self.running[(job.id, job.attempts)] = Running(task, context, lane)
 
     async def _run_job(self, lane: Lane, context: procrastinate.JobContext) -> None:
         job = context.job
@@ -279,25 +286,31 @@ class Worker:
             task = self.app.tasks.get(job.task_name)
             outcome = execution.failure(context, task, execution.now(), exc)
         self.completer.add(outcome)  # known to the completer before it leaves ``running``
-        del self.running[job.id]
-        self.abort_reasons.pop(job.id, None)
+        del self.running[(job.id, job.attempts)]
+        if job.id not in self.known_running_ids():
+            self.abort_reasons.pop(job.id, None)
         lane.busy -= 1
         lane.wake.set()
         execution.log_outcome(outcome)
 
+    def known_running_ids(self) -> set[int]:
+        """Jobs this worker runs now."""
+        return {job_id for job_id, _ in self.running}
+
     def known_job_ids(self) -> set[int]:
         """Jobs this worker runs, or has still to write the outcome of."""
-        return set(self.running) | self.completer.pending_job_ids()
+        return self.known_running_ids() | self.completer.pending_job_ids()
 
     def abort(self, job_id: int, reason: AbortReason) -> None:
         """Ask a running job to stop: async tasks are cancelled, sync ones must check."""
-        running = self.running.get(job_id)
-        if running is None or job_id in self.abort_reasons:
+        runs = [run for (run_id, _), run in self.running.items() if run_id == job_id]
+        if not runs or job_id in self.abort_reasons:
             return
         self.abort_reasons[job_id] = reason
-        task = self.app.tasks.get(running.context.job.task_name)
-        if task is not None and inspect.iscoroutinefunction(task.func):
-            running.task.cancel()
+        for run in runs:
+            task = self.app.tasks.get(run.context.job.task_name)
+            if task is not None and inspect.iscoroutinefunction(task.func):
+                run.task.cancel()
 
     # -- side parts ------------------------------------------------------------------
 

@@ -73,10 +73,10 @@ async def end_running_jobs(worker: "Worker", deadline: float) -> None:
     log.warning(
         "aborting %d jobs still running at shutdown: %s",
         len(worker.running),
-        sorted(worker.running),
+        sorted(worker.known_running_ids()),
         extra={"action": "worker_abort_running"},
     )
-    for job_id in list(worker.running):
+    for job_id in worker.known_running_ids():
         worker.abort(job_id, AbortReason.SHUTDOWN)
     await asyncio.wait([r.task for r in worker.running.values()], timeout=ABORT_GRACE)
 

@@ -406,6 +406,7 @@ def test_a_tenant_cannot_retry_a_platform_only_task(client, admin_client, conn):
         # Written around the API: nested deeper than Python parses, a 5,000-digit number.
         '{"organization_id": 1, "deep": ' + "[" * 3000 + "]" * 3000 + "}",
         '{"organization_id": 1, "big": ' + "7" * 5000 + "}",
+        '{"organization_id": 1, "huge": 1' + "0" * 400 + ".5}",  # beyond float: no Infinity
     ],
 )
 def test_rows_python_cannot_load_are_read_and_retried_as_stored(client, conn, args):
@@ -416,6 +417,7 @@ def test_rows_python_cannot_load_are_read_and_retried_as_stored(client, conn, ar
     ).fetchone()[0]
     listed = client.get("/api/v1/jobs")
     assert listed.status_code == 200
+    assert "Infinity" not in listed.get_data(as_text=True)
     assert [job["id"] for job in listed.get_json()["jobs"]] == [job_id]
     assert client.get(f"/api/v1/jobs/{job_id}").status_code == 200
     retried = client.post(f"/api/v1/jobs/{job_id}/retry")
@@ -426,3 +428,17 @@ def test_rows_python_cannot_load_are_read_and_retried_as_stored(client, conn, ar
         (job_id, retried.get_json()["id"]),
     ).fetchone()[0]
     assert same
+
+
+def test_attempts_with_times_written_around_the_api_are_read(client, conn):
+    job_id = post(client, NOOP).get_json()["id"]
+    conn.execute(
+        "INSERT INTO job_attempts (job_id, attempt, worker_name, outcome, started_at,"
+        " finished_at) VALUES (%s, 1, 'w', 'failed', '-infinity', 'infinity')",
+        (job_id,),
+    )
+    response = client.get(f"/api/v1/jobs/{job_id}/attempts")
+    assert response.status_code == 200
+    (attempt,) = response.get_json()["attempts"]
+    assert attempt["duration_seconds"] is None
+    assert attempt["started_at"].startswith("0001-01-01")

@@ -3,6 +3,7 @@
 import asyncio
 import subprocess
 import sys
+import time
 import types
 
 import psycopg
@@ -13,7 +14,9 @@ from tasks import maintenance
 from tests import processes
 from webapp.store import maintenance as store
 
-SILENCE = 1.0  # seconds: the tests' stalled threshold (the server started long before)
+SILENCE = 1.0  # seconds since a job without a worker row started, before it is recovered
+TICK = 0.2  # seconds between the tests' recovery runs
+MISSED = 2  # ticks a worker must miss in a row to count as dead
 
 
 def run_task(db_url, task, monkeypatch, **environ) -> dict:
@@ -98,19 +101,18 @@ def outcomes(conn, job_id):
     ).fetchall()
 
 
-def wait_for_server_age(db_url, seconds: float) -> None:
-    """A server that started less than the stalled threshold ago recovers nothing yet."""
-    with psycopg.connect(db_url) as conn:
-        conn.execute(
-            "SELECT pg_sleep(greatest(0, %s"
-            " - extract(epoch FROM now() - pg_postmaster_start_time())))",
-            (seconds + 0.1,),
+def recover(db_url, conn, max_lost=5, live=()):
+    """Run recovery for three ticks, the ``live`` workers beating between them; what the
+    runs did. The silent workers miss two ticks in a row, enough to count as dead."""
+    done = []
+    for _ in range(3):
+        for worker_id in live:
+            conn.execute("SELECT procrastinate_update_heartbeat_v1(%s)", (worker_id,))
+        time.sleep(TICK)
+        done += asyncio.run(
+            arun(db_url, store.recover_stalled_jobs, MISSED, SILENCE, max_lost, TICK)
         )
-
-
-def recover(db_url, max_lost=5):
-    wait_for_server_age(db_url, SILENCE)
-    return asyncio.run(arun(db_url, store.recover_stalled_jobs, SILENCE, max_lost))
+    return done
 
 
 def test_a_recorded_success_is_applied_even_when_an_abort_was_requested(
@@ -118,7 +120,7 @@ def test_a_recorded_success_is_applied_even_when_an_abort_was_requested(
 ):
     job_id = running_job(worker("w-old", silent=True), abort=True)
     record(conn, job_id, 1, "succeeded")
-    assert recover(db_url) == [
+    assert recover(db_url, conn) == [
         {"job_id": job_id, "worker_name": "w-old", "action": "applied recorded succeeded"}
     ]
     assert state(conn, job_id) == ("succeeded", 1, False)
@@ -131,7 +133,7 @@ def test_a_recorded_failure_with_a_retry_goes_back_to_wait_for_it(
     job_id = running_job(worker("w-old", silent=True), attempts=2)
     when = conn.execute("SELECT now() + interval '1 minute'").fetchone()[0]
     record(conn, job_id, 3, "failed", retry_at=when)
-    assert recover(db_url)[0]["action"] == "applied recorded retry"
+    assert recover(db_url, conn)[0]["action"] == "applied recorded retry"
     assert state(conn, job_id) == ("todo", 3, False)
     scheduled = conn.execute(
         "SELECT scheduled_at FROM procrastinate_jobs WHERE id = %s", (job_id,)
@@ -141,7 +143,7 @@ def test_a_recorded_failure_with_a_retry_goes_back_to_wait_for_it(
 
 def test_an_unrecorded_run_is_lost_and_retried_naming_its_worker(db_url, conn, worker, running_job):
     job_id = running_job(worker("billing-worker-7", silent=True))
-    assert recover(db_url) == [
+    assert recover(db_url, conn) == [
         {"job_id": job_id, "worker_name": "billing-worker-7", "action": "retried"}
     ]
     assert state(conn, job_id) == ("todo", 1, False)
@@ -150,38 +152,64 @@ def test_an_unrecorded_run_is_lost_and_retried_naming_its_worker(db_url, conn, w
 
 def test_an_unrecorded_run_with_an_abort_request_ends_aborted(db_url, conn, worker, running_job):
     job_id = running_job(worker("w", silent=True), abort=True)
-    assert recover(db_url)[0]["action"] == "aborted"
+    assert recover(db_url, conn)[0]["action"] == "aborted"
     assert state(conn, job_id) == ("aborted", 1, False)
 
 
 def test_a_job_that_lost_too_many_runs_fails(db_url, conn, worker, running_job):
     job_id = running_job(worker("w", silent=True), attempts=1)
     record(conn, job_id, 1, "lost")
-    assert recover(db_url, max_lost=2)[0]["action"] == "failed"
+    assert recover(db_url, conn, max_lost=2)[0]["action"] == "failed"
     assert state(conn, job_id)[0] == "failed"
     assert [o for _, _, o in outcomes(conn, job_id)] == ["lost", "lost"]
 
 
 def test_live_workers_keep_their_jobs_and_orphans_are_recovered(db_url, conn, worker, running_job):
-    live = running_job(worker("live", silent=False))
+    live_worker = worker("live", silent=False)
+    live = running_job(live_worker)
     orphan = running_job(None)
     just_started = running_job(None)  # its worker may still re-claim it
     conn.execute(
         "UPDATE procrastinate_events SET at = now() - interval '1 hour' WHERE job_id = %s",
         (orphan,),
     )
-    assert recover(db_url) == [
+    assert recover(db_url, conn, live=[live_worker]) == [
         {"job_id": orphan, "worker_name": "an unknown worker", "action": "retried"}
     ]
     assert state(conn, live)[0] == state(conn, just_started)[0] == "doing"
 
 
+def test_silence_while_the_database_was_away_proves_nothing(db_url, conn, worker, running_job):
+    # Every heartbeat is an hour old, as after a long outage; but the watch had no tick
+    # in that hour, so the first tick after it counts once, and the workers beat again.
+    silent = worker("back-after-the-outage", silent=True)
+    job_id = running_job(silent)
+    asyncio.run(arun(db_url, store.recover_stalled_jobs, MISSED, SILENCE, 5, TICK))
+    conn.execute(
+        "UPDATE recovery_ticks SET last_tick_at = now() - interval '1 hour';"
+        " UPDATE worker_watch SET missed_ticks = 0"
+    )
+    time.sleep(TICK)
+    assert asyncio.run(arun(db_url, store.recover_stalled_jobs, MISSED, SILENCE, 5, TICK)) == []
+    conn.execute("SELECT procrastinate_update_heartbeat_v1(%s)", (silent,))
+    assert recover(db_url, conn, live=[silent]) == []
+    assert state(conn, job_id)[0] == "doing"
+
+
+def test_runs_queued_up_back_to_back_count_as_one_tick(db_url, conn, worker, running_job):
+    job_id = running_job(worker("w", silent=True))
+    for _ in range(5):
+        asyncio.run(arun(db_url, store.recover_stalled_jobs, MISSED, SILENCE, 5, 60.0))
+    missed = conn.execute("SELECT missed_ticks FROM worker_watch").fetchone()[0]
+    assert missed == 0
+    assert state(conn, job_id)[0] == "doing"
+
+
 def test_silent_workers_are_pruned_once_their_jobs_are_recovered(db_url, conn, worker, running_job):
     silent, live = worker("silent", silent=True), worker("live", silent=False)
     running_job(silent)
-    assert asyncio.run(arun(db_url, store.prune_silent_workers, SILENCE)) == 0  # still running
-    recover(db_url)
-    assert asyncio.run(arun(db_url, store.prune_silent_workers, SILENCE)) == 1
+    recover(db_url, conn, live=[live])  # ... and its job recovered
+    assert asyncio.run(arun(db_url, store.prune_silent_workers, MISSED)) == 1
     left = [row[0] for row in conn.execute("SELECT id FROM procrastinate_workers")]
     assert left == [live]
 
@@ -190,18 +218,26 @@ def test_the_task_reads_its_settings_from_the_environment(
     db_url, conn, worker, running_job, monkeypatch
 ):
     job_id = running_job(worker("gone", silent=True))
-    wait_for_server_age(db_url, 15)  # WORKER_STALLED_AFTER's minimum
+    # As the watch stands after the worker missed three ticks.
+    conn.execute(
+        "INSERT INTO recovery_ticks VALUES (true, now() - interval '1 minute');"
+        " INSERT INTO worker_watch SELECT id, last_heartbeat, 3 FROM procrastinate_workers"
+    )
     result = run_task(
         db_url,
         maintenance.retry_stalled_jobs,
         monkeypatch,
-        WORKER_STALLED_AFTER=15,
+        WORKER_STALLED_AFTER=30,
         LOST_JOB_MAX_ATTEMPTS=1,
     )
     assert result == {
         "recovered": [{"job_id": job_id, "worker_name": "gone", "action": "failed"}],
         "pruned_workers": 1,
     }
+
+
+def test_a_worker_is_dead_after_missing_its_stalled_time_in_ticks():
+    assert [maintenance.missed_ticks(s) for s in (15, 20, 30, 31, 600)] == [2, 2, 3, 4, 60]
 
 
 @pytest.fixture
@@ -299,7 +335,7 @@ def test_a_retry_whose_idempotency_key_is_taken_waits_without_it(db_url, conn, w
         "INSERT INTO procrastinate_jobs (queue_name, task_name, args, queueing_lock)"
         " VALUES ('default', 'diagnostics:noop', '{}', 'org:1:k') RETURNING id"
     ).fetchone()[0]
-    assert recover(db_url)[0]["action"] == "retried"
+    assert recover(db_url, conn)[0]["action"] == "retried"
     locks = dict(conn.execute("SELECT id, queueing_lock FROM procrastinate_jobs").fetchall())
     assert locks == {job_id: None, newer: "org:1:k"}
     assert state(conn, job_id)[0] == "todo"
@@ -311,7 +347,7 @@ def test_a_job_that_cannot_be_recovered_does_not_hold_up_the_others(
     silent = worker("w", silent=True)
     broken = running_job(silent, attempts=2**31 - 1)  # attempts + 1 is out of range
     fine = running_job(silent)
-    actions = {row["job_id"]: row["action"] for row in recover(db_url)}
+    actions = {row["job_id"]: row["action"] for row in recover(db_url, conn)}
     assert actions[fine] == "retried"
-    assert actions[broken].startswith("not recovered: integer out of range")
-    assert state(conn, broken)[0] == "doing"
+    assert actions[broken].startswith("failed: integer out of range")
+    assert state(conn, broken)[0] == "failed"

@@ -47,7 +47,8 @@ def list_attempts(conn: psycopg.Connection, job_id: int) -> list[dict]:
     """A job's recorded attempts, first to last."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            f"SELECT {', '.join(COLUMNS)}, extract(epoch FROM finished_at - started_at)::float"
-            " AS duration_seconds FROM job_attempts WHERE job_id = %s ORDER BY attempt",
+            f"SELECT {', '.join(COLUMNS)}, CASE WHEN isfinite(started_at)"
+            " AND isfinite(finished_at) THEN extract(epoch FROM finished_at - started_at)::float"
+            " END AS duration_seconds FROM job_attempts WHERE job_id = %s ORDER BY attempt",
             (job_id,),
         ).fetchall()

@@ -4,12 +4,13 @@ PostgreSQL stores timestamps from 4713 BC to 294276 AD and ``infinity``; Python'
 ``datetime`` spans years 1 to 9999, and psycopg raises ``DataError`` for the rest,
 which would fail every query that reads such a row (a job written around the API,
 say). Here those values load as the nearest ``datetime`` (``min`` or ``max``, in
-UTC); an integer too long for Python loads as its digits, and JSON nested too
+UTC); a number Python cannot hold as it is loads as its digits, and JSON nested too
 deeply for Python's parser loads as a marker object.
 """
 
 import datetime
 import json
+import math
 from typing import Any
 
 import psycopg
@@ -54,10 +55,11 @@ def _is_early(data: bytes, marker: bytes) -> bool:
 
 
 def safe_json_loads(data: str | bytes) -> Any:
-    """``json.loads``, but a number too long for Python's ``int`` stays text, and JSON
-    nested deeper than Python parses becomes a marker object."""
+    """``json.loads``, but a number Python cannot hold as it is (an integer too long for
+    ``int``, a float beyond ``float``) stays text, and JSON nested deeper than Python
+    parses becomes a marker object."""
     try:
-        return json.loads(data, parse_int=_int_or_text)
+        return json.loads(data, parse_int=_int_or_text, parse_float=_float_or_text)
     except (RecursionError, ValueError):
         return {UNREADABLE_JSON: "nested too deeply, or otherwise beyond Python's parser"}
 
@@ -67,6 +69,11 @@ def _int_or_text(digits: str) -> int | str:
         return int(digits)
     except ValueError:  # over sys.get_int_max_str_digits() digits
         return digits
+
+
+def _float_or_text(digits: str) -> float | str:
+    value = float(digits)
+    return value if math.isfinite(value) else digits  # JSON has no Infinity
 
 
 def register(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:

@@ -37,27 +37,32 @@ async def delete_finished_jobs(
 
 
 async def recover_stalled_jobs(
-    conn: psycopg.AsyncConnection, stalled_seconds: float, max_lost: int
+    conn: psycopg.AsyncConnection,
+    missed_ticks: int,
+    stalled_seconds: float,
+    max_lost: int,
+    tick_seconds: float,
 ) -> list[dict]:
-    """Recover jobs of silent workers (see ``howdah_recover_stalled_jobs``)."""
+    """Count a tick of the watch and recover jobs of dead workers
+    (see ``howdah_recover_stalled_jobs``)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT * FROM howdah_recover_stalled_jobs(%s, %s)", (stalled_seconds, max_lost)
+            "SELECT * FROM howdah_recover_stalled_jobs(%s, %s, %s, %s)",
+            (missed_ticks, stalled_seconds, max_lost, tick_seconds),
         )
         return await cur.fetchall()
 
 
-async def prune_silent_workers(conn: psycopg.AsyncConnection, stalled_seconds: float) -> int:
-    """Delete silent workers' rows once none of their jobs runs (same silence rule)."""
+async def prune_silent_workers(conn: psycopg.AsyncConnection, missed_ticks: int) -> int:
+    """Delete dead workers' rows (same rule as recovery) once none of their jobs runs."""
     cursor = await conn.execute(
         """
-        DELETE FROM procrastinate_workers w
-        WHERE greatest(w.last_heartbeat, pg_postmaster_start_time())
-              < now() - make_interval(secs => %(seconds)s)
+        DELETE FROM procrastinate_workers w USING worker_watch ww
+        WHERE ww.worker_id = w.id AND ww.missed_ticks >= %s
           AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
                           WHERE j.worker_id = w.id AND j.status = 'doing')
         """,
-        {"seconds": stalled_seconds},
+        (missed_ticks,),
     )
     return cursor.rowcount
 
