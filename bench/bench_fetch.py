@@ -1,11 +1,12 @@
-"""One fetch of 10 jobs while a tenant's flood waits at its cap, beside Procrastinate's fetch.
+"""One fetch of 10 jobs beside a noisy tenant's backlog, and Procrastinate's fetch beside it.
 
 A noisy tenant (organization 1) has 100,000 jobs waiting at priority 100 and is at
-its cap of running jobs; 50 other organizations have 2,000 jobs waiting behind them.
+its cap of running jobs, and another (organization 99) 300,000 jobs at priority 100
+scheduled for next year; 50 other organizations have 2,000 jobs waiting behind them.
 Each fetch runs in a transaction that is rolled back, so every one sees the same
-rows. Beside it: Howdah's fetch with no cap (one scan in priority order), and
-Procrastinate's ``procrastinate_fetch_job_v2`` called 10 times (it knows no caps,
-so the flood's jobs are the ones it takes).
+rows. Beside it: Howdah's fetch with no cap, and Procrastinate's
+``procrastinate_fetch_job_v2`` called 10 times (it knows no caps, so the flood's jobs
+are the ones it takes; it does walk past the scheduled ones).
 """
 
 import json
@@ -17,18 +18,26 @@ import psycopg
 from bench import harness
 
 FLOOD = 100_000
+SCHEDULED = 300_000
 OTHERS = 2_000
 ROUNDS = 200
 BATCH = 10
 
 
 def fill(conn: psycopg.Connection) -> int:
-    """The flood, the other tenants' jobs, one of the flood's jobs running; the worker id."""
+    """The flood, the scheduled backlog, the other tenants' jobs, one of the flood's jobs
+    running; the worker id."""
     conn.execute(
         "INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args)"
         " SELECT 'default', 'diagnostics:noop', 100, '{\"organization_id\": 1}'"
         " FROM generate_series(1, %s)",
         (FLOOD,),
+    )
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args, scheduled_at)"
+        " SELECT 'sms-notifications', 'sms:send_notification', 100,"
+        " '{\"organization_id\": 99}', now() + interval '300 days' FROM generate_series(1, %s)",
+        (SCHEDULED,),
     )
     conn.execute(
         "INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args)"

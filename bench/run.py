@@ -93,8 +93,8 @@ def report(results: dict) -> str:
             verdict(worker["capped_ratio"] >= 0.85),
         ),
         (
-            "one fetch of 10 jobs, a 100,000-job flood waiting at its cap ahead of 2,000"
-            " other jobs",
+            "one fetch of 10 jobs: a 100,000-job flood at its cap and 300,000 jobs scheduled"
+            " for next year ahead of 2,000 other jobs",
             f"{fetch['capped_flood_ms']:.1f} ms (no cap, no flood in the way:"
             f" {fetch['uncapped_ms']:.1f} ms)",
             "`procrastinate_fetch_job_v2` ten times:"

@@ -71,65 +71,74 @@ $$;
 
 -- The (queue, organization) groups that have waiting jobs, in the given queues (NULL:
 -- every queue), found by skipping through the group indexes: a few index lookups per
--- group, whatever the groups hold.
+-- group, whatever the groups hold. Each step orders by a whole index key, which keeps
+-- the planner on those indexes rather than on one that holds every job of a queue.
+CREATE FUNCTION howdah_next_group(p_queue character varying, p_after text)
+    RETURNS TABLE (queue character varying, org text)
+    LANGUAGE sql
+    STABLE
+AS $$
+    SELECT n.queue, n.org FROM (
+        (SELECT j.queue_name AS queue, coalesce(j.args ->> 'organization_id', '') AS org
+           FROM procrastinate_jobs j
+          WHERE j.status = 'todo' AND j.scheduled_at IS NULL
+            AND (j.queue_name, coalesce(j.args ->> 'organization_id', '')) > (p_queue, p_after)
+          ORDER BY j.queue_name, coalesce(j.args ->> 'organization_id', ''), j.priority DESC, j.id
+          LIMIT 1)
+        UNION ALL
+        (SELECT j.queue_name, coalesce(j.args ->> 'organization_id', '')
+           FROM procrastinate_jobs j
+          WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL
+            AND (j.queue_name, coalesce(j.args ->> 'organization_id', '')) > (p_queue, p_after)
+          ORDER BY j.queue_name, coalesce(j.args ->> 'organization_id', ''), j.scheduled_at
+          LIMIT 1)
+    ) n
+    ORDER BY n.queue, n.org
+    LIMIT 1
+$$;
+
+CREATE FUNCTION howdah_first_group_in(p_queue character varying)
+    RETURNS TABLE (queue character varying, org text)
+    LANGUAGE sql
+    STABLE
+AS $$
+    SELECT n.queue, n.org FROM (
+        (SELECT j.queue_name AS queue, coalesce(j.args ->> 'organization_id', '') AS org
+           FROM procrastinate_jobs j
+          WHERE j.status = 'todo' AND j.scheduled_at IS NULL AND j.queue_name = p_queue
+          ORDER BY j.queue_name, coalesce(j.args ->> 'organization_id', ''), j.priority DESC, j.id
+          LIMIT 1)
+        UNION ALL
+        (SELECT j.queue_name, coalesce(j.args ->> 'organization_id', '')
+           FROM procrastinate_jobs j
+          WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL AND j.queue_name = p_queue
+          ORDER BY j.queue_name, coalesce(j.args ->> 'organization_id', ''), j.scheduled_at
+          LIMIT 1)
+    ) n
+    ORDER BY n.org
+    LIMIT 1
+$$;
+
+-- For served queues, each walk starts in its queue and stops at its end, so the groups
+-- of queues the worker does not serve are never visited.
 CREATE FUNCTION howdah_waiting_groups(p_queues character varying[])
     RETURNS TABLE (queue character varying, org text)
     LANGUAGE sql
     STABLE
 AS $$
-    WITH RECURSIVE all_queues (queue) AS (
-        SELECT min(x.q) FROM (
-            SELECT min(j.queue_name) AS q FROM procrastinate_jobs j
-             WHERE j.status = 'todo' AND j.scheduled_at IS NULL
-            UNION ALL
-            SELECT min(j.queue_name) FROM procrastinate_jobs j
-             WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL
-        ) x
+    WITH RECURSIVE groups (bound, queue, org) AS (
+        (SELECT NULL::varchar, n.queue, n.org
+           FROM howdah_next_group('', '') n
+          WHERE p_queues IS NULL
+         UNION ALL
+         SELECT q.queue, n.queue, n.org
+           FROM unnest(p_queues) AS q (queue), LATERAL howdah_first_group_in(q.queue) n)
         UNION ALL
-        SELECT (SELECT min(x.q) FROM (
-                    SELECT min(j.queue_name) AS q FROM procrastinate_jobs j
-                     WHERE j.status = 'todo' AND j.scheduled_at IS NULL
-                       AND j.queue_name > a.queue
-                    UNION ALL
-                    SELECT min(j.queue_name) FROM procrastinate_jobs j
-                     WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL
-                       AND j.queue_name > a.queue
-                ) x)
-          FROM all_queues a WHERE a.queue IS NOT NULL
-    ), served (queue) AS (
-        SELECT unnest(p_queues) WHERE p_queues IS NOT NULL
-        UNION ALL
-        SELECT a.queue FROM all_queues a WHERE p_queues IS NULL AND a.queue IS NOT NULL
-    ), groups (queue, org) AS (
-        SELECT s.queue, (SELECT min(x.o) FROM (
-                    SELECT min(coalesce(j.args ->> 'organization_id', '')) AS o
-                      FROM procrastinate_jobs j
-                     WHERE j.status = 'todo' AND j.scheduled_at IS NULL
-                       AND j.queue_name = s.queue
-                    UNION ALL
-                    SELECT min(coalesce(j.args ->> 'organization_id', ''))
-                      FROM procrastinate_jobs j
-                     WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL
-                       AND j.queue_name = s.queue
-                ) x)
-          FROM served s
-        UNION ALL
-        SELECT g.queue, (SELECT min(x.o) FROM (
-                    SELECT min(coalesce(j.args ->> 'organization_id', '')) AS o
-                      FROM procrastinate_jobs j
-                     WHERE j.status = 'todo' AND j.scheduled_at IS NULL
-                       AND j.queue_name = g.queue
-                       AND coalesce(j.args ->> 'organization_id', '') > g.org
-                    UNION ALL
-                    SELECT min(coalesce(j.args ->> 'organization_id', ''))
-                      FROM procrastinate_jobs j
-                     WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL
-                       AND j.queue_name = g.queue
-                       AND coalesce(j.args ->> 'organization_id', '') > g.org
-                ) x)
-          FROM groups g WHERE g.org IS NOT NULL
+        SELECT g.bound, n.queue, n.org
+          FROM groups g, LATERAL howdah_next_group(g.queue, g.org) n
+         WHERE g.bound IS NULL OR n.queue = g.bound
     )
-    SELECT g.queue, g.org FROM groups g WHERE g.org IS NOT NULL
+    SELECT g.queue, g.org FROM groups g
 $$;
 
 CREATE FUNCTION howdah_fetch_jobs(
@@ -237,7 +246,7 @@ BEGIN
                                     WHERE d.status = 'todo' AND d.scheduled_at <= now()
                                       AND d.queue_name = g.queue
                                       AND coalesce(d.args ->> 'organization_id', '') = g.org
-                                   OFFSET 0) AS j  -- due ones by their time: see below
+                                   OFFSET 0) AS j  -- due ones by their time: see above
                             WHERE j.id <> ALL (v_taken)
                               AND (j.lock IS NULL
                                    OR NOT howdah_waits_for_lock(j.lock, j.priority, j.id))
@@ -269,7 +278,7 @@ BEGIN
                       (SELECT j.id, j.queue_name, j.args ->> 'organization_id', j.priority
                          FROM (SELECT * FROM procrastinate_jobs AS d
                                 WHERE d.status = 'todo' AND d.scheduled_at <= now()
-                               OFFSET 0) AS j  -- due ones by their time: see below
+                               OFFSET 0) AS j  -- due ones by their time: see above
                         WHERE j.id <> ALL (v_taken)
                           AND (j.lock IS NULL
                                OR NOT howdah_waits_for_lock(j.lock, j.priority, j.id))

@@ -118,11 +118,20 @@ def assert_each_ended_once(cluster, ids, status="succeeded"):
     assert running == 0, "a job is left doing"
 
 
+def healthy(cluster, index: int) -> bool:
+    """Whether a worker's log says the database is there (every outage it saw ended)."""
+    log = cluster.log(index)
+    return log.count("database unavailable") == log.count("database available again")
+
+
 def assert_alive_and_working(cluster):
-    """Every worker is alive, and each takes a share of a new batch of jobs."""
+    """Every worker is alive, and once each says the database is back, each takes a share
+    of a new batch of jobs."""
     assert [worker.poll() for worker in cluster.workers] == [None] * len(cluster.workers)
+    for index in range(len(cluster.workers)):
+        wait_until(lambda index=index: healthy(cluster, index), 30, f"worker{index} to recover")
     slots = 10 * len(cluster.workers)
-    ids = cluster.add_jobs(slots, task="diagnostics:sleep", args=json.dumps(SLEEP_HALF_SECOND))
+    ids = cluster.add_jobs(slots, task="diagnostics:sleep", args=json.dumps(SLEEP_TWO_SECONDS))
     cluster.wait_done(ids, timeout=60)
     with cluster.connect() as conn:
         names = conn.execute(
@@ -132,6 +141,7 @@ def assert_alive_and_working(cluster):
 
 
 SLEEP_HALF_SECOND = {"organization_id": 1, "seconds": 0.5}
+SLEEP_TWO_SECONDS = {"organization_id": 1, "seconds": 2}
 
 
 def assert_one_outage_reported(cluster, index):
