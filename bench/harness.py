@@ -25,12 +25,16 @@ LOGS = Path(tempfile.mkdtemp(prefix="howdah-bench-"))
 
 
 @contextlib.contextmanager
-def fresh_database():
-    """A new database with Howdah's migrations applied, dropped afterwards."""
+def fresh_database(howdah: bool = True):
+    """A new database, dropped afterwards: with Howdah's migrations applied, or with
+    Procrastinate's schema alone (what the bare side would run on without Howdah)."""
     url = SERVER.create_database()
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            migrations.migrate(conn)
+            if howdah:
+                migrations.migrate(conn)
+            else:
+                conn.execute(migrations.procrastinate_schema().sql)
         yield url
     finally:
         SERVER.drop_database(url)

@@ -130,8 +130,9 @@ def report(results: dict) -> str:
         f"- Machine: {harness.machine()}",
         f"- Medians of {RUNS} runs of `python -m bench.run`. Within a run Howdah and bare "
         "Procrastinate are measured side by side (the API in alternating segments on one "
-        "database; the others one after the other on fresh databases), so ratios compare "
-        "like with like on this shared machine.",
+        "database; the others one after the other on fresh databases, the bare side's "
+        "with Procrastinate's schema alone), so ratios compare like with like on this "
+        "shared machine.",
         "",
         "| what | Howdah | beside it | ratio | target | |",
         "|---|---|---|---|---|---|",
