@@ -1,10 +1,11 @@
 """One fetch of 10 jobs beside a noisy tenant's backlog, and Procrastinate's fetch beside it.
 
 A noisy tenant (organization 1) has 100,000 jobs waiting at priority 100 and is at
-its cap of running jobs, and another (organization 99) 300,000 jobs at priority 100
+its cap of running jobs; 20,000 organizations have 300,000 jobs at priority 100
 scheduled for next year; 50 other organizations have 2,000 jobs waiting behind them.
 Each fetch runs in a transaction that is rolled back, so every one sees the same
-rows. Beside it: Howdah's fetch with no cap, and Procrastinate's
+rows. Beside it: Howdah's fetch with no cap, for one queue only (which walks the
+groups too), and Procrastinate's
 ``procrastinate_fetch_job_v2`` called 10 times (it knows no caps, so the flood's jobs
 are the ones it takes; it does walk past the scheduled ones).
 """
@@ -36,7 +37,8 @@ def fill(conn: psycopg.Connection) -> int:
     conn.execute(
         "INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args, scheduled_at)"
         " SELECT 'sms-notifications', 'sms:send_notification', 100,"
-        " '{\"organization_id\": 99}', now() + interval '300 days' FROM generate_series(1, %s)",
+        " jsonb_build_object('organization_id', 1000 + n %% 20000), now() + interval '300 days'"
+        " FROM generate_series(1, %s) AS n",
         (SCHEDULED,),
     )
     conn.execute(
@@ -71,12 +73,18 @@ def run() -> dict:
         ours = "SELECT id FROM howdah_fetch_jobs(NULL, %s, %s, %s)"
         capped = timed(conn, ours, (worker, BATCH, 1))
         uncapped = timed(conn, ours, (worker, BATCH, None))
+        some_queues = timed(
+            conn,
+            "SELECT id FROM howdah_fetch_jobs(ARRAY['default']::varchar[], %s, %s, NULL)",
+            (worker, BATCH),
+        )
         theirs = timed(
             conn, "SELECT id FROM procrastinate_fetch_job_v2(NULL, %s)", (worker,), calls=BATCH
         )
     return {
         "capped_flood_ms": capped,
         "uncapped_ms": uncapped,
+        "some_queues_ms": some_queues,
         "procrastinate_10_fetches_ms": theirs,
     }
 

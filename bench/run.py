@@ -93,15 +93,16 @@ def report(results: dict) -> str:
             verdict(worker["capped_ratio"] >= 0.85),
         ),
         (
-            "one fetch of 10 jobs: a 100,000-job flood at its cap and 300,000 jobs scheduled"
-            " for next year ahead of 2,000 other jobs",
+            "one fetch of 10 jobs: a 100,000-job flood at its cap and 300,000 jobs of 20,000"
+            " organizations scheduled for next year ahead of 2,000 other jobs",
             f"{fetch['capped_flood_ms']:.1f} ms (no cap, no flood in the way:"
-            f" {fetch['uncapped_ms']:.1f} ms)",
+            f" {fetch['uncapped_ms']:.1f} ms; one queue only, no cap:"
+            f" {fetch['some_queues_ms']:.1f} ms)",
             "`procrastinate_fetch_job_v2` ten times:"
             f" {fetch['procrastinate_10_fetches_ms']:.1f} ms",
             f"{fetch['capped_flood_ms'] / fetch['procrastinate_10_fetches_ms']:.0%}",
             "≤ 10 ms",
-            verdict(fetch["capped_flood_ms"] <= 10),
+            verdict(max(fetch["capped_flood_ms"], fetch["some_queues_ms"]) <= 10),
         ),
         (
             "defer → start (LISTEN/NOTIFY)",

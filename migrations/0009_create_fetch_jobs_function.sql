@@ -16,9 +16,10 @@
 -- - while nothing is at its cap and the worker serves every queue, the best due jobs
 --   come from those two indexes merged in priority order;
 -- - once a queue or an organization is at its cap, or when the worker serves some queues
---   only, the fetch walks the (queue, organization) groups that have waiting jobs
---   instead, passes over the groups at a cap or in other queues, and merges the best few
---   due jobs of each other group: the cost follows the number of groups, not backlogs.
+--   only, the fetch walks the (queue, organization) groups that have jobs which may run
+--   now instead (howdah_waiting_groups), passes over the groups at a cap, and merges the
+--   best few due jobs of each other group: the cost follows the number of groups, not
+--   backlogs, and groups whose jobs all wait for later are not visited.
 --
 -- Arguments come back as text: the worker parses each row on its own, so a row it
 -- cannot load fails alone instead of failing the whole fetch after it committed.
@@ -69,32 +70,21 @@ AS $$
     )
 $$;
 
--- The (queue, organization) groups that have waiting jobs, in the given queues (NULL:
--- every queue), found by skipping through the group indexes: a few index lookups per
--- group, whatever the groups hold. Each step orders by a whole index key, which keeps
--- the planner on those indexes rather than on one that holds every job of a queue.
+-- The (queue, organization) groups that have jobs without a time, after (p_queue,
+-- p_after) or the first one in p_queue: one index lookup each, whatever the groups hold.
+-- Each orders by the whole index key, which keeps the planner on the group index rather
+-- than on one that holds every job of a queue.
 CREATE FUNCTION howdah_next_group(p_queue character varying, p_after text)
     RETURNS TABLE (queue character varying, org text)
     LANGUAGE sql
     STABLE
 AS $$
-    SELECT n.queue, n.org FROM (
-        (SELECT j.queue_name AS queue, coalesce(j.args ->> 'organization_id', '') AS org
-           FROM procrastinate_jobs j
-          WHERE j.status = 'todo' AND j.scheduled_at IS NULL
-            AND (j.queue_name, coalesce(j.args ->> 'organization_id', '')) > (p_queue, p_after)
-          ORDER BY j.queue_name, coalesce(j.args ->> 'organization_id', ''), j.priority DESC, j.id
-          LIMIT 1)
-        UNION ALL
-        (SELECT j.queue_name, coalesce(j.args ->> 'organization_id', '')
-           FROM procrastinate_jobs j
-          WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL
-            AND (j.queue_name, coalesce(j.args ->> 'organization_id', '')) > (p_queue, p_after)
-          ORDER BY j.queue_name, coalesce(j.args ->> 'organization_id', ''), j.scheduled_at
-          LIMIT 1)
-    ) n
-    ORDER BY n.queue, n.org
-    LIMIT 1
+    SELECT j.queue_name, coalesce(j.args ->> 'organization_id', '')
+      FROM procrastinate_jobs j
+     WHERE j.status = 'todo' AND j.scheduled_at IS NULL
+       AND (j.queue_name, coalesce(j.args ->> 'organization_id', '')) > (p_queue, p_after)
+     ORDER BY j.queue_name, coalesce(j.args ->> 'organization_id', ''), j.priority DESC, j.id
+     LIMIT 1
 $$;
 
 CREATE FUNCTION howdah_first_group_in(p_queue character varying)
@@ -102,43 +92,83 @@ CREATE FUNCTION howdah_first_group_in(p_queue character varying)
     LANGUAGE sql
     STABLE
 AS $$
-    SELECT n.queue, n.org FROM (
-        (SELECT j.queue_name AS queue, coalesce(j.args ->> 'organization_id', '') AS org
-           FROM procrastinate_jobs j
-          WHERE j.status = 'todo' AND j.scheduled_at IS NULL AND j.queue_name = p_queue
-          ORDER BY j.queue_name, coalesce(j.args ->> 'organization_id', ''), j.priority DESC, j.id
-          LIMIT 1)
-        UNION ALL
-        (SELECT j.queue_name, coalesce(j.args ->> 'organization_id', '')
-           FROM procrastinate_jobs j
-          WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL AND j.queue_name = p_queue
-          ORDER BY j.queue_name, coalesce(j.args ->> 'organization_id', ''), j.scheduled_at
-          LIMIT 1)
-    ) n
-    ORDER BY n.org
-    LIMIT 1
+    SELECT j.queue_name, coalesce(j.args ->> 'organization_id', '')
+      FROM procrastinate_jobs j
+     WHERE j.status = 'todo' AND j.scheduled_at IS NULL AND j.queue_name = p_queue
+     ORDER BY j.queue_name, coalesce(j.args ->> 'organization_id', ''), j.priority DESC, j.id
+     LIMIT 1
 $$;
 
--- For served queues, each walk starts in its queue and stops at its end, so the groups
--- of queues the worker does not serve are never visited.
-CREATE FUNCTION howdah_waiting_groups(p_queues character varying[])
-    RETURNS TABLE (queue character varying, org text)
+-- The same walk over the groups that have jobs scheduled, with the time of each one's
+-- first job.
+CREATE FUNCTION howdah_next_scheduled_group(p_queue character varying, p_after text)
+    RETURNS TABLE (queue character varying, org text, first_at timestamptz)
     LANGUAGE sql
     STABLE
 AS $$
-    WITH RECURSIVE groups (bound, queue, org) AS (
-        (SELECT NULL::varchar, n.queue, n.org
-           FROM howdah_next_group('', '') n
-          WHERE p_queues IS NULL
-         UNION ALL
-         SELECT q.queue, n.queue, n.org
-           FROM unnest(p_queues) AS q (queue), LATERAL howdah_first_group_in(q.queue) n)
-        UNION ALL
-        SELECT g.bound, n.queue, n.org
-          FROM groups g, LATERAL howdah_next_group(g.queue, g.org) n
-         WHERE g.bound IS NULL OR n.queue = g.bound
-    )
-    SELECT g.queue, g.org FROM groups g
+    SELECT j.queue_name, coalesce(j.args ->> 'organization_id', ''), j.scheduled_at
+      FROM procrastinate_jobs j
+     WHERE j.status = 'todo' AND j.scheduled_at IS NOT NULL
+       AND (j.queue_name, coalesce(j.args ->> 'organization_id', '')) > (p_queue, p_after)
+     ORDER BY j.queue_name, coalesce(j.args ->> 'organization_id', ''), j.scheduled_at
+     LIMIT 1
+$$;
+
+-- The groups with jobs that may run now, in the given queues (NULL: every queue).
+--
+-- Groups with jobs without a time are found by walking the group index; for served
+-- queues each walk starts in its queue and stops at its end. Groups whose scheduled
+-- jobs are due are read off the due jobs themselves (the time index holds them first),
+-- so groups whose jobs all wait for later cost nothing, however many there are. Only
+-- while more than 10,000 due jobs wait in the served queues (a backlog held back by a
+-- cap) does the walk go through the groups with scheduled jobs instead, one lookup per
+-- group, so that the cost never follows one tenant's backlog.
+CREATE FUNCTION howdah_waiting_groups(p_queues character varying[])
+    RETURNS TABLE (queue character varying, org text)
+    LANGUAGE plpgsql
+    STABLE
+    SET jit = off
+AS $$
+DECLARE
+    v_many_due boolean;
+BEGIN
+    SELECT count(*) > 10000 INTO v_many_due
+      FROM (SELECT 1 FROM procrastinate_jobs j
+             WHERE j.status = 'todo' AND j.scheduled_at <= now()
+               AND (p_queues IS NULL OR j.queue_name = ANY (p_queues))
+             LIMIT 10001) AS due;
+
+    RETURN QUERY
+        WITH RECURSIVE groups (bound, queue, org) AS (
+            (SELECT NULL::varchar, n.queue, n.org
+               FROM howdah_next_group('', '') n
+              WHERE p_queues IS NULL
+             UNION ALL
+             SELECT q.queue, n.queue, n.org
+               FROM unnest(p_queues) AS q (queue), LATERAL howdah_first_group_in(q.queue) n)
+            UNION ALL
+            SELECT g.bound, n.queue, n.org
+              FROM groups g, LATERAL howdah_next_group(g.queue, g.org) n
+             WHERE g.bound IS NULL OR n.queue = g.bound
+        ), scheduled (queue, org, first_at) AS (
+            SELECT n.queue, n.org, n.first_at
+              FROM howdah_next_scheduled_group('', '') n
+             WHERE v_many_due
+            UNION ALL
+            SELECT n.queue, n.org, n.first_at
+              FROM scheduled s, LATERAL howdah_next_scheduled_group(s.queue, s.org) n
+        )
+        SELECT g.queue, g.org FROM groups g
+        UNION
+        SELECT j.queue_name, coalesce(j.args ->> 'organization_id', '')
+          FROM procrastinate_jobs j
+         WHERE NOT v_many_due
+           AND j.status = 'todo' AND j.scheduled_at <= now()
+           AND (p_queues IS NULL OR j.queue_name = ANY (p_queues))
+        UNION
+        SELECT s.queue, s.org FROM scheduled s
+         WHERE s.first_at <= now() AND (p_queues IS NULL OR s.queue = ANY (p_queues));
+END;
 $$;
 
 CREATE FUNCTION howdah_fetch_jobs(

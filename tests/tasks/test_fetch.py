@@ -147,3 +147,35 @@ def test_the_cap_excludes_an_organization_without_scanning_its_backlog_again(db_
 def test_jobs_without_an_organization_are_not_capped(db_url, add, workers):
     system = [add(args='{"timestamp": 1}') for _ in range(3)]
     assert ids(fetch(db_url, workers[0], 10, org_cap=1)) == system
+
+
+@pytest.mark.parametrize("held_back", [5, 10_001], ids=["few-due", "many-due"])
+def test_a_capped_walk_finds_due_jobs_past_groups_that_wait_for_later(
+    db_url, conn, add, workers, held_back
+):
+    # Organization 1 is at its cap with due jobs held back: a few, or more than the
+    # fetch reads one by one, which makes it walk the groups with scheduled jobs instead.
+    # Fifty organizations have only jobs for later; one due job, one job without a time
+    # and one job in another queue belong to three others.
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status)"
+        " VALUES ('default', 'diagnostics:noop', '{\"organization_id\": 1}', 'doing')"
+    )
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args, scheduled_at)"
+        " SELECT 'default', 'diagnostics:noop', '{\"organization_id\": 1}',"
+        " now() - interval '1 minute' FROM generate_series(1, %s)",
+        (held_back,),
+    )
+    for org in range(100, 150):
+        add(org=org, priority=100, scheduled="2999-01-01T00:00:00Z")
+    due = add(org=2, scheduled="2000-01-01T00:00:00Z")
+    waiting = add(org=3, priority=-1)
+    elsewhere = add(org=4, queue="sms-notifications")
+    with conn.transaction(force_rollback=True):
+        rows = conn.execute(
+            "SELECT id, priority FROM howdah_fetch_jobs(NULL, %s, 10, 1)", (workers[0],)
+        ).fetchall()
+    assert sorted(job_id for job_id, _ in rows) == [due, waiting, elsewhere]
+    rows = fetch(db_url, workers[0], 10, queues=["default"], org_cap=1)
+    assert ids(rows) == [due, waiting]
