@@ -25,6 +25,7 @@ from webapp.store import jobs as store
 EXTENSION = "howdah_queue"
 CANCELLABLE = {"todo", "doing"}
 RETRYABLE = {"failed", "cancelled", "aborted"}
+BIGINT = 2**63  # organization ids are bigint
 
 
 class JobRejected(Exception):
@@ -84,9 +85,12 @@ def field_errors(error: pydantic.ValidationError, prefix: str = "") -> list[dict
 
 
 def organization_of(args: Any) -> int | None:
-    """A job's organization id; None for arguments written around the API."""
+    """A job's organization id; None for arguments written around the API that hold no
+    id an organization could have (text, a boolean, a number beyond bigint)."""
     value = args.get("organization_id") if isinstance(args, dict) else None
-    return value if isinstance(value, int) else None
+    if isinstance(value, int) and not isinstance(value, bool) and -BIGINT <= value < BIGINT:
+        return value
+    return None
 
 
 def queueing_lock(organization_id: int, idempotency_key: str | None) -> str | None:

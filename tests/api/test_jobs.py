@@ -430,6 +430,26 @@ def test_rows_python_cannot_load_are_read_and_retried_as_stored(client, conn, ar
     assert same
 
 
+@pytest.mark.parametrize("org", ["1" + "0" * 29, "1e400", "true", '"abc"', "-5"])
+def test_an_admin_cancels_and_retries_jobs_whose_organization_id_no_organization_has(
+    admin_client, conn, org
+):
+    # Written around the API; PostgreSQL keeps 1e400 as a 401-digit integer.
+    job_id = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+        " VALUES ('sms-notifications', 'sms:send_notification', %s) RETURNING id",
+        (f'{{"organization_id": {org}}}',),
+    ).fetchone()[0]
+    cancelled = admin_client.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.get_data(as_text=True)
+    assert admin_client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 409
+    retried = admin_client.post(f"/api/v1/jobs/{job_id}/retry")
+    assert retried.status_code == 202, retried.get_data(as_text=True)
+    audited = conn.execute("SELECT action, organization_id FROM audit_log ORDER BY id").fetchall()
+    expected = int(org) if org == "-5" else None
+    assert audited == [("job.cancel", expected), ("job.retry", expected)]
+
+
 def test_attempts_with_times_written_around_the_api_are_read(client, conn):
     job_id = post(client, NOOP).get_json()["id"]
     conn.execute(
