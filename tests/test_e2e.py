@@ -2,6 +2,7 @@
 
 import re
 import signal
+import socket
 import time
 
 import procrastinate
@@ -97,3 +98,56 @@ def test_worker_refuses_to_start_without_database_url(tmp_path):
         output == "howdah: configuration error: DATABASE_URL is required "
         "(for example postgresql://postgres@localhost/howdah)"
     )
+
+
+def raw_request(base: str, head: str, body: bytes = b"") -> tuple[int, bytes]:
+    """Send ``head`` (request line and headers) and ``body`` as they are; the status and
+    the body of the answer."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        answer = sock.makefile("rb")
+        status = int(answer.readline().split()[1])
+        length = 0
+        while (line := answer.readline().strip()) != b"":
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        return status, answer.read(length)
+
+
+def test_a_huge_form_post_is_refused_before_its_body_is_read(service):
+    # 2 GB announced, 64 KiB sent: the answer comes before the rest of the body.
+    head = (
+        "POST /login HTTP/1.1\nHost: x\n"
+        "Content-Type: multipart/form-data; boundary=b\nContent-Length: 2000000000\n"
+    )
+    status, body = raw_request(service["base"], head, b"--b\r\n" + b"x" * 65536)
+    assert status == 413
+    assert b"413" in body  # the site's own error page
+    assert b"Traceback" not in (service["logs"] / "web.log").read_bytes()
+
+
+def test_form_fields_and_parts_are_bounded(service):
+    login = f"{service['base']}/login"
+    form = {"email": "x" * (70 * 1024)}
+    assert requests.post(login, data=form, timeout=10).status_code == 413
+    text_part = {"email": (None, "x" * (20 * 1024))}  # under the body limit, over a part's
+    assert requests.post(login, files=text_part, timeout=10).status_code == 413
+    parts = {f"f{n}": ("x.txt", b"x") for n in range(200)}
+    assert requests.post(login, files=parts, timeout=10).status_code == 413
+    assert requests.post(login, data={"email": "a@b.c"}, timeout=10).status_code == 400  # CSRF
+
+
+def test_json_nested_deeper_than_python_parses_is_400(service):
+    deep = "[" * 5000 + "]" * 5000
+    for path in ("/api/v1/jobs", "/api/v1/jobs/batch"):
+        response = requests.post(
+            service["base"] + path,
+            data=deep,
+            headers={**service["admin"], "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "Bad Request"
+    assert "Traceback" not in (service["logs"] / "web.log").read_text()

@@ -1,6 +1,8 @@
-"""Cross-cutting protections: CSRF, security headers, secure cookies, proxy headers."""
+"""Cross-cutting protections: CSRF, security headers, secure cookies, proxy headers, and
+bounds on what a request body may hold."""
 
 from flask import Flask, request
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -27,6 +29,25 @@ HEADERS = {
 }
 
 
+# The HTML forms hold a few short fields. Every body is refused (413) past
+# MAX_BODY_BYTES before it is read, unless a view raises the limit for itself, as the
+# API's JSON endpoints do (API_MAX_BODY_BYTES, API_BATCH_MAX_BODY_BYTES).
+MAX_BODY_BYTES = 64 * 1024
+MAX_FORM_FIELD_BYTES = 16 * 1024
+MAX_FORM_PARTS = 32
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, but a body nested deeper than Python parses is malformed (400)
+    rather than a ``RecursionError`` (500)."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 class SessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, with the Secure flag whenever the request is HTTPS."""
 
@@ -48,14 +69,19 @@ def add_headers(response):
 
 
 def init_app(app: Flask) -> None:
-    """CSRF on every form, headers on every response, and the proxy headers we trust."""
+    """CSRF on every form, headers on every response, bounded bodies, and the proxy
+    headers we trust."""
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         WTF_CSRF_TIME_LIMIT=None,  # tied to the session instead of the clock
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_FORM_FIELD_BYTES,
+        MAX_FORM_PARTS=MAX_FORM_PARTS,
     )
+    app.json = JSONProvider(app)
     app.session_interface = SessionInterface()
     csrf.init_app(app)
     # Registered before flask-login's hook, so it runs after it and sees its cookie.

@@ -9,8 +9,9 @@ bp = Blueprint("views", __name__)
 
 @bp.app_context_processor
 def layout_values() -> dict:
-    """Values every page's layout needs: the sign-out form (a POST with its CSRF token)."""
-    return {"logout_form": LogoutForm()}
+    """Values every page's layout needs: the sign-out form (a POST with its CSRF token).
+    It never reads the request's own form, which may be what an error page refuses."""
+    return {"logout_form": LogoutForm(formdata=None)}
 
 
 @bp.get("/")
