@@ -59,3 +59,39 @@ def test_pages_render_html_errors(client, path, status, text):
 def test_home_page_links_to_health(client):
     page = client.get("/").get_data(as_text=True)
     assert "/readyz" in page and "/api/admin/status" in page
+
+
+def test_a_statement_timeout_says_so_and_is_not_called_an_outage(
+    make_app, db_url, make_token, conn
+):
+    from tests.conftest import bearer
+
+    client = bearer(make_app(db_url, DB_STATEMENT_TIMEOUT_MS="300").test_client(), make_token())
+    with conn.transaction():
+        conn.execute("LOCK TABLE procrastinate_jobs IN ACCESS EXCLUSIVE MODE")
+        response = client.get("/api/v1/jobs")
+    assert response.status_code == 503
+    message = response.get_json()["message"]
+    assert "within the 300 ms" in message
+    assert "unavailable" not in message
+    assert client.get("/api/v1/jobs").status_code == 200
+
+
+def test_a_refused_value_is_named_as_the_database_names_it(client):
+    response = client.get("/api/v1/jobs?task=%00")
+    assert response.status_code == 422
+    assert response.get_json()["message"] == (
+        "The database refused a value: PostgreSQL text fields cannot contain NUL (0x00) bytes."
+    )
+
+
+def test_a_value_refused_in_a_stored_row_is_named_too(admin_client, conn):
+    # Written around the API: one more attempt does not fit in the column.
+    job_id = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status, attempts)"
+        " VALUES ('default', 'sms:send_notification', '{\"organization_id\": 1}', 'failed',"
+        " 2147483647) RETURNING id"
+    ).fetchone()[0]
+    response = admin_client.post(f"/api/v1/jobs/{job_id}/retry")
+    assert response.status_code == 422
+    assert response.get_json()["message"] == "The database refused a value: integer out of range."

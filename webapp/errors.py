@@ -6,7 +6,7 @@ from typing import Any, NoReturn
 
 import procrastinate
 import psycopg
-from flask import Flask, render_template, request
+from flask import Flask, current_app, render_template, request
 from jinja2 import TemplateNotFound
 from werkzeug.exceptions import (
     HTTPException,
@@ -48,18 +48,30 @@ def render_error(error: HTTPException):
     return body, error.code, response.headers
 
 
-def unstorable_value(exc: Exception):
-    """A value PostgreSQL refuses (a NUL character, a number out of range): the client's."""
+def unstorable_value(exc: psycopg.DataError):
+    """A value PostgreSQL refuses (a NUL character, a number out of range), named as
+    PostgreSQL names it."""
     log.info("rejected a value the database cannot store: %s", exc, extra={"action": "data"})
+    reason = exc.diag.message_primary or str(exc).partition("\n")[0]  # psycopg's own
+    return render_error(UnprocessableEntity(f"The database refused a value: {reason}."))
+
+
+def statement_timeout(exc: psycopg.errors.QueryCanceled):
+    """A statement stopped by DB_STATEMENT_TIMEOUT_MS: the database is there, but slow."""
+    log.warning("statement cancelled: %s", exc, extra={"action": "db_timeout"})
+    limit = current_app.config["DB_STATEMENT_TIMEOUT_MS"]
     return render_error(
-        UnprocessableEntity(
-            "The request holds a value the database cannot store (such as a NUL character)."
+        ServiceUnavailable(
+            f"The database did not answer within the {limit} ms this service allows a"
+            " statement (it may be busy or locked); try again shortly."
         )
     )
 
 
 def connector_error(exc: Exception):
     """Procrastinate wraps database errors; an outage among them is a 503 as well."""
+    if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+        return statement_timeout(exc.__cause__)
     if isinstance(exc.__cause__, db.UNAVAILABLE_ERRORS):
         return database_unavailable(exc.__cause__)
     if isinstance(exc.__cause__, psycopg.DataError):
@@ -93,6 +105,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, render_error)
     for error_class in db.UNAVAILABLE_ERRORS:
         app.register_error_handler(error_class, database_unavailable)
+    app.register_error_handler(psycopg.errors.QueryCanceled, statement_timeout)
     app.register_error_handler(psycopg.errors.UndefinedTable, schema_missing)
     app.register_error_handler(psycopg.DataError, unstorable_value)
     app.register_error_handler(procrastinate.exceptions.ConnectorException, connector_error)

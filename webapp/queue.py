@@ -93,6 +93,11 @@ def organization_of(args: Any) -> int | None:
     return None
 
 
+def with_article(word: str) -> str:
+    """ "a failed", "an aborted": for messages about a job's status."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def queueing_lock(organization_id: int, idempotency_key: str | None) -> str | None:
     """Idempotency keys are unique per organization, not across tenants."""
     return None if idempotency_key is None else f"org:{organization_id}:{idempotency_key}"
@@ -256,7 +261,7 @@ class QueueService:
     def cancel(self, job: dict) -> None:
         """Cancel a waiting job, or ask a running one to abort."""
         if job["status"] not in CANCELLABLE:
-            raise InvalidState(f"a {job['status']} job cannot be cancelled")
+            raise InvalidState(f"{with_article(job['status'])} job cannot be cancelled")
         if not self.manager.cancel_job_by_id(job["id"], abort=True, connection=db.get_conn()):
             raise InvalidState("the job finished before it could be cancelled")
 
@@ -268,7 +273,7 @@ class QueueService:
         copied as they are stored. A platform-only task needs a ``platform`` caller.
         """
         if job["status"] not in RETRYABLE:
-            raise InvalidState(f"a {job['status']} job cannot be retried")
+            raise InvalidState(f"{with_article(job['status'])} job cannot be retried")
         spec = tasks.app.deferrable().get(job["task_name"])
         if spec is not None and spec.platform_only and not platform:
             raise TaskNotAllowed(job["task_name"])

@@ -296,16 +296,36 @@ def test_retry_failed_in_place_and_cancelled_as_a_new_job(client, conn):
     assert response.headers["Location"] == f"/api/v1/jobs/{body['id']}"
 
 
-@pytest.mark.parametrize("status", ["todo", "doing", "succeeded"])
-def test_retry_of_a_job_that_did_not_fail_is_409(client, conn, status):
+def job_in_status(client, conn, status: str) -> int:
+    """A job deferred through the API, then set to ``status`` by hand; its id."""
     job_id = post(client, NOOP).get_json()["id"]
     conn.execute(
         "UPDATE procrastinate_jobs SET status = %s::procrastinate_job_status WHERE id = %s",
         (status, job_id),
     )
+    return job_id
+
+
+@pytest.mark.parametrize("status", ["todo", "doing", "succeeded"])
+def test_retry_of_a_job_that_did_not_fail_is_409(client, conn, status):
+    job_id = job_in_status(client, conn, status)
     response = client.post(f"/api/v1/jobs/{job_id}/retry")
     assert response.status_code == 409
     assert response.get_json()["status"] == status
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        ("aborted", "an aborted job cannot be cancelled"),
+        ("failed", "a failed job cannot be cancelled"),
+    ],
+)
+def test_a_finished_job_cannot_be_cancelled_said_plainly(client, conn, status, message):
+    job_id = job_in_status(client, conn, status)
+    response = client.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert response.status_code == 409
+    assert response.get_json()["message"] == message
 
 
 def test_get_and_cancel_use_post_only_for_changes(client):
