@@ -185,6 +185,15 @@ def test_security_headers_on_every_response(anon_client, path):
     assert headers["Referrer-Policy"] == "same-origin"
 
 
+def test_nothing_but_static_files_may_be_cached(auth, operator, client):
+    auth.login(operator)
+    for response in (auth.client.get("/"), client.get("/api/v1/jobs"), client.get("/healthz")):
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "no-store"
+    with client.get("/static/app.css") as static:
+        assert "no-store" not in static.headers.get("Cache-Control", "")
+
+
 def test_pages_have_no_inline_script(anon_client):
     for path in ("/", "/login"):
         assert "<script>" not in anon_client.get(path).get_data(as_text=True)

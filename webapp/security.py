@@ -56,9 +56,12 @@ class SessionInterface(SecureCookieSessionInterface):
 
 
 def add_headers(response):
-    """Security headers on every response; flask-login's remember cookie Secure over HTTPS."""
+    """Security headers on every response, no caching of anything but static files, and
+    flask-login's remember cookie Secure over HTTPS."""
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.endpoint != "static":  # pages and API answers may hold a tenant's data
+        response.headers.setdefault("Cache-Control", "no-store")
     if request.is_secure:
         cookies = response.headers.getlist("Set-Cookie")
         response.headers.remove("Set-Cookie")
