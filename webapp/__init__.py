@@ -1,34 +1,15 @@
-"""Howdah's web application: JSON API, health endpoints and (soon) admin pages."""
+"""Howdah's web application: JSON API, health endpoints and pages.
 
-import logging
-import os
+Importing the package loads nothing of the web stack, so the worker and the tasks can
+use its configuration and store modules alone; ``create_app`` (what gunicorn and
+``flask --app webapp`` call) builds the app in ``webapp.factory``.
+"""
+
 from collections.abc import Mapping
-from pathlib import Path
-
-from flask import Flask
-
-from webapp import auth, cli, db, errors, health, queue, security, views
-from webapp.api import bp as api_bp
-from webapp.config import web_settings
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(config: Mapping[str, str] | None = None) -> Flask:
+def create_app(config: Mapping[str, str] | None = None):
     """Build the app from ``config`` (environment-style names) or, by default, ``os.environ``."""
-    settings = web_settings(os.environ if config is None else config)
-    app = Flask(__name__, template_folder=str(ROOT / "templates"))
-    app.config.from_mapping(settings)
-    logging.basicConfig(level=settings["LOG_LEVEL"], format="%(levelname)s %(name)s: %(message)s")
+    from webapp.factory import create_app as build
 
-    db.init_app(app)
-    queue.QueueService(app)
-    security.init_app(app)
-    auth.init_app(app)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(views.bp)
-    app.register_blueprint(api_bp)
-    security.csrf.exempt(api_bp)  # the API checks CSRF itself, for signed-in browsers only
-    errors.init_app(app)
-    cli.init_app(app)
-    return app
+    return build(config)

@@ -1,0 +1,34 @@
+"""Build the Flask app: settings, database pool, queue service, security, views, API."""
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from flask import Flask
+
+from webapp import auth, cli, db, errors, health, queue, security, views
+from webapp.api import bp as api_bp
+from webapp.config import web_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from ``config`` (environment-style names) or, by default, ``os.environ``."""
+    settings = web_settings(os.environ if config is None else config)
+    app = Flask(__name__, template_folder=str(ROOT / "templates"))
+    app.config.from_mapping(settings)
+    logging.basicConfig(level=settings["LOG_LEVEL"], format="%(levelname)s %(name)s: %(message)s")
+
+    db.init_app(app)
+    queue.QueueService(app)
+    security.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(api_bp)
+    security.csrf.exempt(api_bp)  # the API checks CSRF itself, for signed-in browsers only
+    errors.init_app(app)
+    cli.init_app(app)
+    return app
