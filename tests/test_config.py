@@ -38,6 +38,7 @@ def test_defaults():
         ({"DB_POOL_TIMEOUT": "-1"}, "DB_POOL_TIMEOUT", "greater than 0"),
         ({"DB_POOL_TIMEOUT": "soon"}, "DB_POOL_TIMEOUT", "number of seconds"),
         ({"QUEUE_MAX_WAIT_SECONDS": "0"}, "QUEUE_MAX_WAIT_SECONDS", "at least 1"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL", "must be one of DEBUG, INFO"),
     ],
 )
 def test_invalid_settings_stop_startup_with_one_line(changes, name, fragment):
@@ -122,3 +123,16 @@ def test_housekeeping_settings_come_from_the_environment_alone():
     }
     with pytest.raises(config.ConfigError, match="WORKER_STALLED_AFTER"):
         config.housekeeping_settings({"WORKER_STALLED_AFTER": "5"})
+
+
+def test_a_command_needs_no_secret_key_but_a_given_one_is_checked():
+    environ = {"DATABASE_URL": VALID["DATABASE_URL"]}
+    assert config.web_settings(environ, serving=False)["SECRET_KEY"] is None
+    with pytest.raises(config.ConfigError):
+        config.web_settings({**environ, "SECRET_KEY": "short"}, serving=False)
+
+
+def test_the_worker_checks_its_log_level_too():
+    with pytest.raises(config.ConfigError) as caught:
+        config.worker_settings({"DATABASE_URL": VALID["DATABASE_URL"], "LOG_LEVEL": "x"})
+    assert caught.value.name == "LOG_LEVEL"

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import psycopg.conninfo
 
 ENVIRONMENTS = ("production", "development")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEV_SECRET_KEY = "howdah-development-only-secret"  # noqa: S105 - used only when HOWDAH_ENV=development
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -68,6 +69,14 @@ def parse_seconds(environ: Mapping[str, str], name: str, default: float) -> floa
     return value
 
 
+def parse_log_level(environ: Mapping[str, str]) -> str:
+    """Read LOG_LEVEL: one of Python's level names (INFO by default)."""
+    value = environ.get("LOG_LEVEL", "").strip().upper() or "INFO"
+    if value not in LOG_LEVELS:
+        raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return value
+
+
 def parse_database_url(environ: Mapping[str, str], name: str = "DATABASE_URL") -> str:
     """Read a required PostgreSQL URL (postgresql://user@host:port/dbname)."""
     raw = environ.get(name, "").strip()
@@ -119,14 +128,18 @@ def database_settings(environ: Mapping[str, str], prefix: str, max_size: int) ->
     }
 
 
-def web_settings(environ: Mapping[str, str]) -> dict:
-    """Everything the web process needs, as Flask config keys."""
+def web_settings(environ: Mapping[str, str], serving: bool = True) -> dict:
+    """Everything the web process needs, as Flask config keys. Only ``serving`` requests
+    needs a SECRET_KEY (for sessions and CSRF); a command such as ``migrate`` does not."""
     environment = parse_environment(environ)
+    secret_key = (
+        parse_secret_key(environ, environment) if serving or environ.get("SECRET_KEY") else None
+    )
     return {
         # One connection per gunicorn thread by default (gunicorn.conf.py reads WEB_THREADS).
         **database_settings(environ, "WEB", max_size=parse_int(environ, "WEB_THREADS", 4, 1)),
         "HOWDAH_ENV": environment,
-        "SECRET_KEY": parse_secret_key(environ, environment),
+        "SECRET_KEY": secret_key,
         "DB_POOL_TIMEOUT": parse_seconds(environ, "DB_POOL_TIMEOUT", 1.5),
         "QUEUE_MAX_WAIT_SECONDS": parse_int(environ, "QUEUE_MAX_WAIT_SECONDS", 300, minimum=1),
         "WORKER_STALE_SECONDS": parse_int(environ, "WORKER_STALE_SECONDS", 30, minimum=1),
@@ -138,7 +151,7 @@ def web_settings(environ: Mapping[str, str]) -> dict:
         "LOGIN_MAX_FAILURES": parse_int(environ, "LOGIN_MAX_FAILURES", 5, minimum=1),
         "SESSION_HOURS": parse_int(environ, "SESSION_HOURS", 12, minimum=1),
         "REMEMBER_DAYS": parse_int(environ, "REMEMBER_DAYS", 30, minimum=1),
-        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
+        "LOG_LEVEL": parse_log_level(environ),
     }
 
 
@@ -165,5 +178,5 @@ def worker_settings(environ: Mapping[str, str]) -> dict:
         # 0: no cap. Otherwise at most this many jobs of one organization run at once,
         # across every worker and queue.
         "ORG_MAX_RUNNING": parse_int(environ, "ORG_MAX_RUNNING", 5, minimum=0) or None,
-        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
+        "LOG_LEVEL": parse_log_level(environ),
     }

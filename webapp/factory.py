@@ -5,6 +5,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import click
 from flask import Flask
 
 from webapp import auth, cli, db, errors, health, queue, security, views
@@ -16,7 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
     """Build the app from ``config`` (environment-style names) or, by default, ``os.environ``."""
-    settings = web_settings(os.environ if config is None else config)
+    # A command run by the flask CLI (migrate, accounts, tokens) serves no sessions, so
+    # it needs no SECRET_KEY; gunicorn's master checks it before serving.
+    serving = click.get_current_context(silent=True) is None
+    settings = web_settings(os.environ if config is None else config, serving=serving)
     app = Flask(__name__, template_folder=str(ROOT / "templates"))
     app.config.from_mapping(settings)
     logging.basicConfig(level=settings["LOG_LEVEL"], format="%(levelname)s %(name)s: %(message)s")
