@@ -33,6 +33,9 @@ class Service:
             WORKER_STALLED_AFTER="15",
             # Every job here is organization 1's; with a cap one worker could run them all.
             ORG_MAX_RUNNING="0",
+            # Teardown stops workers that may still run a long job; a test that needs a
+            # longer grace passes --shutdown-timeout.
+            WORKER_SHUTDOWN_TIMEOUT="3",
         )
         self.workers: list = []
         self.web = processes.start_web(self.env, logs / "web.log")

@@ -175,7 +175,8 @@ def test_get_job_shows_status_times_attempts_and_last_error(client, conn):
     assert body["queue"] == "sms-notifications"
     assert body["organization_id"] == 1
     assert body["attempts"] == 0
-    assert datetime.datetime.fromisoformat(body["created_at"])
+    created = datetime.datetime.fromisoformat(body["created_at"])
+    assert abs(datetime.datetime.now(datetime.UTC) - created) < datetime.timedelta(minutes=1)
     assert body["started_at"] is None and body["finished_at"] is None
     assert body["last_error"] == {"class": "TimeoutError", "message": "took too long"}
 
