@@ -5,15 +5,21 @@ import logging
 log = logging.getLogger(__name__)
 
 
+def masked_number(number: str) -> str:
+    """A phone number as logs may show it: its last four digits."""
+    return "…" + number[-4:]
+
+
 class ConsoleSms:
-    """Writes the SMS to the worker's log; no message leaves the machine."""
+    """Notes in the worker's log that an SMS would go out, with no body and only the end
+    of the number (logs keep no payloads); no message leaves the machine."""
 
     name = "console"
 
     async def send(self, to: str, body: str) -> dict:
         log.info(
             "console SMS provider, not sent: to=%s chars=%d",
-            to,
+            masked_number(to),
             len(body),
             extra={"action": "sms_console"},
         )
@@ -21,15 +27,16 @@ class ConsoleSms:
 
 
 class ConsoleEmail:
-    """Writes the email to the worker's log; no message leaves the machine."""
+    """Notes in the worker's log that an email would go out, with only the number of
+    recipients; no message leaves the machine."""
 
     name = "console"
 
     async def send(self, recipients: list[str], subject: str, text: str) -> dict:
         log.info(
-            "console email provider, not sent: to=%s subject=%r",
-            ",".join(recipients),
-            subject,
+            "console email provider, not sent: %d recipient(s), %d characters",
+            len(recipients),
+            len(text),
             extra={"action": "email_console"},
         )
         return {"provider": self.name, "sent": False, "recipients": len(recipients)}

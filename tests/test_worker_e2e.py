@@ -78,9 +78,12 @@ def service(db_url, tmp_path, make_token):
 
 def test_job_posted_over_http_succeeds(service):
     service.start_worker()
-    job_id = service.defer("sms:send_notification", to="+14155550123", body="hello")
+    job_id = service.defer("sms:send_notification", to="+14155550123", body="hello there")
     job = service.wait_status(job_id, "succeeded")
     assert job["attempts"] == 1
+    log = (service.logs / "worker0.log").read_text()
+    assert "console SMS provider, not sent: to=…0123 chars=11" in log
+    assert "4155550123" not in log and "hello there" not in log  # no payload in logs
     assert job["started_at"] and job["finished_at"] and job["last_error"] is None
     attempts = service.http.get(f"{service.base}/jobs/{job_id}/attempts", timeout=10).json()
     # Successes are recorded in batches, a fraction of a second later.
