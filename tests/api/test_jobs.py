@@ -181,7 +181,8 @@ def test_get_job_shows_status_times_attempts_and_last_error(client, conn):
     assert body["last_error"] == {"class": "TimeoutError", "message": "took too long"}
 
     attempts = client.get(f"/api/v1/jobs/{job_id}/attempts").get_json()["attempts"]
-    assert [(a["attempt"], a["outcome"], a["traceback"]) for a in attempts] == [(1, "failed", "tb")]
+    # The tenant sees the error, not the traceback (platform admins only).
+    assert [(a["attempt"], a["outcome"], a["traceback"]) for a in attempts] == [(1, "failed", None)]
 
 
 def test_unknown_job_is_404(client):
@@ -469,6 +470,22 @@ def test_an_admin_cancels_and_retries_jobs_whose_organization_id_no_organization
     audited = conn.execute("SELECT action, organization_id FROM audit_log ORDER BY id").fetchall()
     expected = int(org) if org == "-5" else None
     assert audited == [("job.cancel", expected), ("job.retry", expected)]
+
+
+def test_only_platform_admins_see_tracebacks(client, admin_client, conn):
+    job_id = post(client, NOOP).get_json()["id"]
+    conn.execute(
+        "INSERT INTO job_attempts (job_id, attempt, worker_name, outcome, started_at,"
+        " finished_at, error_class, error_message, traceback) VALUES (%s, 1, 'w', 'failed',"
+        " now(), now(), 'ValueError', 'bad', 'File \"/srv/howdah/tasks/sms.py\"')",
+        (job_id,),
+    )
+    path = f"/api/v1/jobs/{job_id}/attempts"
+    (tenant_view,) = client.get(path).get_json()["attempts"]
+    (admin_view,) = admin_client.get(path).get_json()["attempts"]
+    assert (tenant_view["error_class"], tenant_view["error_message"]) == ("ValueError", "bad")
+    assert tenant_view["traceback"] is None
+    assert admin_view["traceback"] == 'File "/srv/howdah/tasks/sms.py"'
 
 
 def test_attempts_with_times_written_around_the_api_are_read(client, conn):

@@ -174,11 +174,15 @@ def get_job(job_id: int):
 
 @bp.get("/v1/jobs/<int:job_id>/attempts")
 def list_job_attempts(job_id: int):
-    """Every recorded attempt of a job, with its error and traceback."""
+    """Every recorded attempt of a job, with its error; the traceback (server paths,
+    library versions) for platform admins only."""
     get_job_or_404(job_id)
     rows = attempts_store.list_attempts(db.get_conn(), job_id)
     times = ("started_at", "finished_at", "retry_at")
-    return {"attempts": [{**row, **{name: iso(row[name]) for name in times}} for row in rows]}
+    hidden = {} if tenancy.is_platform() else {"traceback": None}
+    return {
+        "attempts": [{**row, **{name: iso(row[name]) for name in times}, **hidden} for row in rows]
+    }
 
 
 @bp.get("/v1/jobs")

@@ -89,7 +89,10 @@ ATTEMPT = {
         "duration_seconds": {"type": "number"},
         "error_class": {"type": ["string", "null"]},
         "error_message": {"type": ["string", "null"]},
-        "traceback": {"type": ["string", "null"]},
+        "traceback": {
+            "type": ["string", "null"],
+            "description": "for platform admins; null for an organization's callers",
+        },
         "result_summary": {"type": ["string", "null"]},
         "retry_at": {
             **NULLABLE_TIME,
