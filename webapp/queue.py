@@ -259,11 +259,16 @@ class QueueService:
         return monitoring.queue_health(db.get_conn(), max_wait, known=queues.ALL)
 
     def cancel(self, job: dict) -> None:
-        """Cancel a waiting job, or ask a running one to abort."""
+        """Cancel a waiting job, or ask a running one to abort. A waiting job is cancelled
+        without an abort request (nothing runs to abort); one that started meanwhile gets
+        the request."""
         if job["status"] not in CANCELLABLE:
             raise InvalidState(f"{with_article(job['status'])} job cannot be cancelled")
-        if not self.manager.cancel_job_by_id(job["id"], abort=True, connection=db.get_conn()):
-            raise InvalidState("the job finished before it could be cancelled")
+        conn = db.get_conn()
+        for abort in (False, True):
+            if self.manager.cancel_job_by_id(job["id"], abort=abort, connection=conn):
+                return
+        raise InvalidState("the job finished before it could be cancelled")
 
     def retry(self, job: dict, platform: bool = False) -> int:
         """Run a finished, unsuccessful job again; return the id of the job that will run.

@@ -264,6 +264,7 @@ def test_cancel_waiting_running_and_finished_jobs(client, conn):
     response = client.post(f"/api/v1/jobs/{waiting}/cancel")
     assert response.status_code == 200
     assert response.get_json()["status"] == "cancelled"
+    assert response.get_json()["abort_requested"] is False  # nothing ran to abort
 
     running = post(client, NOOP).get_json()["id"]
     conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (running,))
