@@ -1,9 +1,12 @@
 """The single Procrastinate App shared by the web and worker processes.
 
-Its connector is given no connection string here: the worker opens the App
-with a pool built from ``DATABASE_URL`` (``app.open_async(pool)``), and the web
-process defers through a connector on its own pool (``webapp.queue``).
+The worker opens the App with a pool built from ``DATABASE_URL``
+(``app.open_async(pool)``), and the web process defers through a connector on its
+own pool (``webapp.queue``); opened on its own, as Procrastinate's CLI does, the App
+connects to ``DATABASE_URL`` too.
 """
+
+import os
 
 import procrastinate
 
@@ -17,7 +20,9 @@ BLUEPRINTS = {
 }
 
 app = procrastinate.App(
-    connector=procrastinate.PsycopgConnector(),
+    # Procrastinate's own CLI (healthchecks, shell, defer) opens the App on its own, so
+    # it connects to DATABASE_URL; Howdah's processes open it with their own pools.
+    connector=procrastinate.PsycopgConnector(conninfo=os.environ.get("DATABASE_URL", "")),
     import_paths=["tasks.sms", "tasks.digests", "tasks.diagnostics", "tasks.maintenance"],
 )
 for namespace, blueprint in BLUEPRINTS.items():
