@@ -6,9 +6,10 @@ import subprocess
 from tests import processes
 
 
-def procrastinate(db_url: str, *args: str) -> subprocess.CompletedProcess:
+def procrastinate(db_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(processes.BIN / "procrastinate"), "--app", "tasks.app.app", *args],
+        input=stdin,
         env={"DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"},
         cwd=processes.ROOT,
         capture_output=True,
@@ -30,3 +31,6 @@ def test_defer_writes_to_the_database(db_url, conn):
     assert run.returncode == 0, run.stderr
     task, args = conn.execute("SELECT task_name, args FROM procrastinate_jobs").fetchone()
     assert (task, args) == ("sms:send_notification", payload)
+    shell = procrastinate(db_url, "shell", stdin="list_queues\nexit\n")
+    assert shell.returncode == 0, shell.stderr
+    assert "sms-notifications: 1 jobs" in shell.stdout
