@@ -113,6 +113,15 @@ def test_failing_job_retries_with_backoff_then_fails_with_its_traceback(service)
     for gap, delay in zip(gaps, (0.25, 0.5, 1.0), strict=True):
         assert delay <= gap < delay + 2.0, gaps  # the 0.5 s poll, and room for a busy machine
 
+    # Retried by hand, it runs once more (its retries are spent), numbered on from the
+    # last attempt.
+    response = service.http.post(f"{service.base}/jobs/{job_id}/retry", timeout=10)
+    assert response.status_code == 202
+    job = service.wait_status(job_id, "failed", timeout=60)
+    rows = service.http.get(f"{service.base}/jobs/{job_id}/attempts", timeout=10).json()
+    assert [a["attempt"] for a in rows["attempts"]] == [1, 2, 3, 4, 5]
+    assert job["attempts"] == 5
+
 
 def test_sigterm_lets_a_running_job_finish_and_exits_zero(service):
     worker = service.start_worker("--shutdown-timeout", "10")

@@ -97,16 +97,15 @@ def get_job_id_by_queueing_lock(conn: psycopg.Connection, queueing_lock: str) ->
 
 
 def retry_failed_job(conn: psycopg.Connection, job_id: int) -> bool:
-    """Put a failed job back in its queue now (Procrastinate's retry function); False if it
-    is not failed any more (another retry won the race)."""
-    try:
-        row = conn.execute(
-            "SELECT procrastinate_retry_job_v2(id, now(), NULL, NULL, NULL)"
-            " FROM procrastinate_jobs WHERE id = %s AND status = 'failed'",
-            (job_id,),
-        ).fetchone()
-    except psycopg.errors.RaiseException:  # the function found it no longer failed
-        return False
+    """Put a failed job back in its queue now; False if it is not failed any more (another
+    retry won the race). Its attempts stay as they are: the failed run was counted when
+    it ended (Procrastinate's retry function would count it again, leaving a gap in the
+    attempt numbers). Procrastinate's trigger records the retry event as for any retry."""
+    row = conn.execute(
+        "UPDATE procrastinate_jobs SET status = 'todo', scheduled_at = now()"
+        " WHERE id = %s AND status = 'failed' RETURNING id",
+        (job_id,),
+    ).fetchone()
     return row is not None
 
 
