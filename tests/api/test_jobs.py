@@ -299,6 +299,21 @@ def test_retry_failed_in_place_and_cancelled_as_a_new_job(client, conn):
     assert response.headers["Location"] == f"/api/v1/jobs/{body['id']}"
 
 
+def test_a_manual_retry_does_not_count_the_failed_run_again(admin_client, conn):
+    # Written around the API at the top of the column: a retry must not add to it.
+    job_id = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status, attempts)"
+        " VALUES ('default', 'sms:send_notification', '{\"organization_id\": 1}', 'failed',"
+        " 2147483647) RETURNING id"
+    ).fetchone()[0]
+    response = admin_client.post(f"/api/v1/jobs/{job_id}/retry")
+    assert response.status_code == 202
+    attempts = conn.execute(
+        "SELECT attempts FROM procrastinate_jobs WHERE id = %s", (job_id,)
+    ).fetchone()[0]
+    assert attempts == 2147483647
+
+
 def job_in_status(client, conn, status: str) -> int:
     """A job deferred through the API, then set to ``status`` by hand; its id."""
     job_id = post(client, NOOP).get_json()["id"]
