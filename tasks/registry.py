@@ -134,7 +134,7 @@ def job_task(
                 priority,
                 time_limit,
                 retry,
-                (fn.__doc__ or "").strip().splitlines()[0],
+                next(iter((fn.__doc__ or "").strip().splitlines()), ""),  # first line
                 platform_only,
             )
         )

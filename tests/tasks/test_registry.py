@@ -106,6 +106,19 @@ def test_time_limit_stops_a_slow_task(monkeypatch):
         run(slow, organization_id=1)
 
 
+def test_a_task_without_a_docstring_has_an_empty_description(monkeypatch):
+    monkeypatch.setattr(registry, "_SPECS", [])  # keep this task out of the real catalog
+
+    @registry.job_task(
+        procrastinate.Blueprint(), name="bare", payload=registry.JobPayload, queue="default"
+    )
+    async def bare(payload, context):
+        return None
+
+    (spec,) = registry._SPECS
+    assert spec.description == ""
+
+
 class AbortingContext(FakeContext):
     def __init__(self, reason):
         super().__init__()
