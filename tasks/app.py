@@ -31,4 +31,4 @@ for namespace, blueprint in BLUEPRINTS.items():
 
 def deferrable(platform: bool = True) -> dict[str, registry.TaskSpec]:
     """Tasks a client may defer through the API, by full name (``platform``: an admin's)."""
-    return registry.deferrable(platform)
+    return registry.deferrable(app, platform)

@@ -2,8 +2,9 @@
 
 ``job_task`` wraps an async function ``fn(payload, context)`` into a
 Procrastinate task that validates its arguments with the payload model and
-stops at the time limit. Every task declared this way may be deferred through
-the API; ``deferrable()`` lists them.
+stops at the time limit, and hangs its ``TaskSpec`` on the task. Every task
+declared this way may be deferred through the API: ``deferrable(app)`` finds them
+in the App's own task registry, so what runs and what may be deferred are one list.
 """
 
 import asyncio
@@ -82,7 +83,7 @@ class TaskSpec:
         }
 
 
-_SPECS: list[TaskSpec] = []
+SPEC_ATTRIBUTE = "howdah_spec"
 
 
 def job_task(
@@ -126,24 +127,33 @@ def job_task(
         task = bp.task(name=name, queue=queue, priority=priority, retry=retry, pass_context=True)(
             run
         )
-        _SPECS.append(
-            TaskSpec(
-                task,
-                payload,
-                queue,
-                priority,
-                time_limit,
-                retry,
-                next(iter((fn.__doc__ or "").strip().splitlines()), ""),  # first line
-                platform_only,
-            )
+        spec = TaskSpec(
+            task,
+            payload,
+            queue,
+            priority,
+            time_limit,
+            retry,
+            next(iter((fn.__doc__ or "").strip().splitlines()), ""),  # first line
+            platform_only,
         )
+        setattr(task, SPEC_ATTRIBUTE, spec)
         return task
 
     return decorator
 
 
-def deferrable(platform: bool = True) -> dict[str, TaskSpec]:
-    """Every task declared with ``job_task`` (a tenant's caller: those not platform-only),
-    by full name."""
-    return {spec.name: spec for spec in _SPECS if platform or not spec.platform_only}
+def spec_of(task: procrastinate.tasks.Task) -> TaskSpec | None:
+    """The spec ``job_task`` gave this task; None for a task declared otherwise."""
+    return getattr(task, SPEC_ATTRIBUTE, None)
+
+
+def deferrable(registry: procrastinate.Blueprint, platform: bool = True) -> dict[str, TaskSpec]:
+    """The tasks of ``registry`` (an App or a Blueprint) declared with ``job_task``, by
+    full name; for a tenant's caller (``platform`` false), those not platform-only."""
+    specs = (spec_of(task) for task in registry.tasks.values())
+    return {
+        spec.name: spec
+        for spec in specs
+        if spec is not None and (platform or not spec.platform_only)
+    }

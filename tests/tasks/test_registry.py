@@ -4,6 +4,7 @@ import asyncio
 import datetime
 
 import procrastinate
+import procrastinate.testing
 import pytest
 from procrastinate.job_context import AbortReason
 
@@ -24,6 +25,26 @@ def test_deferrable_tasks_and_their_queues():
         assert spec.task.queue == spec.queue
         assert spec.time_limit > 0
         assert spec.description
+
+
+def test_deferrable_tasks_are_read_from_the_apps_own_registry():
+    bp = procrastinate.Blueprint()
+
+    @registry.job_task(bp, name="declared", payload=registry.JobPayload, queue="default")
+    async def declared(payload, context):
+        """A task of another App."""
+
+    @bp.task(name="plain")
+    def plain():
+        """Declared without job_task: it runs, but the API does not offer it."""
+
+    # Declaring a task puts it nowhere but its blueprint: the real App is unchanged.
+    assert "declared" not in deferrable()
+    other = procrastinate.App(connector=procrastinate.testing.InMemoryConnector())
+    assert registry.deferrable(other) == {}
+    other.add_tasks_from(bp, namespace="extra")
+    assert list(registry.deferrable(other)) == ["extra:declared"]
+    assert registry.deferrable(other)["extra:declared"].task is other.tasks["extra:declared"]
 
 
 def test_maintenance_tasks_are_periodic_and_not_deferrable():
@@ -91,8 +112,7 @@ def test_fail_then_succeed_fails_the_first_attempts():
     assert run(task, attempts=2, organization_id=1, failures=2) == {"succeeded_on_attempt": 3}
 
 
-def test_time_limit_stops_a_slow_task(monkeypatch):
-    monkeypatch.setattr(registry, "_SPECS", [])  # keep this task out of the real catalog
+def test_time_limit_stops_a_slow_task():
     bp = procrastinate.Blueprint()
 
     @registry.job_task(
@@ -106,8 +126,7 @@ def test_time_limit_stops_a_slow_task(monkeypatch):
         run(slow, organization_id=1)
 
 
-def test_a_task_without_a_docstring_has_an_empty_description(monkeypatch):
-    monkeypatch.setattr(registry, "_SPECS", [])  # keep this task out of the real catalog
+def test_a_task_without_a_docstring_has_an_empty_description():
 
     @registry.job_task(
         procrastinate.Blueprint(), name="bare", payload=registry.JobPayload, queue="default"
@@ -115,8 +134,7 @@ def test_a_task_without_a_docstring_has_an_empty_description(monkeypatch):
     async def bare(payload, context):
         return None
 
-    (spec,) = registry._SPECS
-    assert spec.description == ""
+    assert registry.spec_of(bare).description == ""
 
 
 class AbortingContext(FakeContext):
@@ -135,8 +153,7 @@ class AbortingContext(FakeContext):
         (AbortReason.SHUTDOWN, asyncio.CancelledError),
     ],
 )
-def test_cancellation_ends_as_aborted_only_when_someone_asked(monkeypatch, reason, raised):
-    monkeypatch.setattr(registry, "_SPECS", [])
+def test_cancellation_ends_as_aborted_only_when_someone_asked(reason, raised):
     bp = procrastinate.Blueprint()
 
     @registry.job_task(bp, name="waits", payload=registry.JobPayload, queue="default")
@@ -154,8 +171,7 @@ def test_cancellation_ends_as_aborted_only_when_someone_asked(monkeypatch, reaso
         asyncio.run(cancel_it())
 
 
-def test_a_timeout_inside_the_task_is_not_the_time_limit(monkeypatch):
-    monkeypatch.setattr(registry, "_SPECS", [])
+def test_a_timeout_inside_the_task_is_not_the_time_limit():
     bp = procrastinate.Blueprint()
 
     @registry.job_task(
