@@ -56,3 +56,26 @@ def test_the_worker_loads_nothing_of_the_web_stack():
         [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert loaded.stdout.strip() == "[]"
+
+
+HASH_ON_IMPORT = """
+import hashlib, importlib, sys
+
+def refuse(*args, **kwargs):
+    raise AssertionError("a password hash at import")
+
+hashlib.scrypt = hashlib.pbkdf2_hmac = refuse
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print("ok")
+"""
+
+
+def test_nothing_hashes_a_password_at_import():
+    run = subprocess.run(
+        [sys.executable, "-c", HASH_ON_IMPORT, *modules()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert run.stdout.strip() == "ok", run.stderr

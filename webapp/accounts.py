@@ -1,6 +1,7 @@
 """Who is calling: people (password, session) and programs (API tokens), and their roles."""
 
 import datetime
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -16,8 +17,13 @@ ROLES = ("admin", "operator", "viewer")
 WRITERS = {"admin", "operator"}
 TOKEN_PREFIX = "hwd_"  # noqa: S105 - the public marker that starts every token
 MIN_PASSWORD = 12
-# Compared against when the email is unknown, so both failures take as long.
-_DUMMY_HASH = generate_password_hash("howdah-timing-equaliser")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Compared against when the email is unknown, so both failures take as long; made
+    on first use, so that importing this module hashes nothing."""
+    return generate_password_hash("howdah-timing-equaliser", method="scrypt")
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ def hash_password(password: str) -> str:
 def check_password(conn: psycopg.Connection, email: str, password: str) -> dict | None:
     """The user if the email and password match, else None (in the same time either way)."""
     user = store.get_user_by_email(conn, normalize_email(email))
-    matches = check_password_hash(user["password_hash"] if user else _DUMMY_HASH, password)
+    matches = check_password_hash(user["password_hash"] if user else _dummy_hash(), password)
     return user if user and matches else None
 
 
