@@ -1,11 +1,13 @@
 """Sign-in, sessions, throttling, CSRF, cookies, headers and tokens, through the real app."""
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from werkzeug.datastructures import WWWAuthenticate
 
-from tests.conftest import TEST_PASSWORD, bearer, sms_job
+from tests.conftest import TEST_PASSWORD, AuthActions, bearer, sms_job
 
 NOOP = sms_job(1)
 
@@ -125,25 +127,81 @@ def test_session_cookie_flags_over_http_and_https(app, operator):
         assert "; Secure" in set_cookie, set_cookie
 
 
-def test_failures_are_throttled_per_account(auth, operator, conn):
-    for i in range(5):
-        auth.client.environ_base["REMOTE_ADDR"] = f"10.0.0.{i}"  # five different addresses
-        assert auth.login(operator, "wrong password here").status_code == 200
-    auth.client.environ_base["REMOTE_ADDR"] = "10.0.0.99"
-    blocked = auth.login(operator)  # even the right password waits
+def from_address(auth, address: str):
+    auth.client.environ_base["REMOTE_ADDR"] = address
+    return auth
+
+
+def test_failures_are_throttled_per_account_and_address(auth, operator, conn):
+    stranger = from_address(auth, "10.0.0.1")
+    for _ in range(5):
+        assert stranger.login(operator, "wrong password here").status_code == 200
+    blocked = stranger.login(operator)  # even the right password waits
     assert blocked.status_code == 429
     assert 1 <= int(blocked.headers["Retry-After"]) <= 61
     assert "Too many failed sign-ins" in blocked.get_data(as_text=True)
+    # The stranger's failures do not lock the owner out from their own address.
+    assert from_address(auth, "10.0.0.2").login(operator).status_code == 302
     # Moving the failures out of the window lifts the block.
     conn.execute("UPDATE audit_log SET at = at - interval '2 minutes'")
-    assert auth.login(operator).status_code == 302
+    assert from_address(auth, "10.0.0.1").login(operator).status_code == 302
 
 
-def test_failures_are_throttled_per_address(auth, make_user):
-    for i in range(5):
-        auth.login(f"guess{i}@acme.example", "wrong password here")
+def age_failures(conn, seconds: float) -> None:
+    conn.execute(
+        "UPDATE audit_log SET at = at - make_interval(secs => %s) WHERE action = 'login.failed'",
+        (seconds,),
+    )
+
+
+def test_an_account_guessed_at_from_many_addresses_backs_off(make_app, db_url, make_user, conn):
+    auth = AuthActions(make_app(db_url, LOGIN_ACCOUNT_MAX_FAILURES="3").test_client())
+    owner = make_user("owner@acme.example", 1, "operator")
+    assert from_address(auth, "192.0.2.1").login(owner).status_code == 302  # a known address
+    auth.logout()
+    for i in range(3):
+        assert from_address(auth, f"10.0.1.{i}").login(owner, "wrong guess").status_code == 200
+    # The limit is reached: each further try from a new address waits 1 s, then 2 s, 4 s...
+    for wait in (1, 2, 4):
+        blocked = from_address(auth, "10.0.1.99").login(owner, "wrong guess")
+        assert blocked.status_code == 429
+        assert blocked.headers["Retry-After"] == str(wait)
+        age_failures(conn, wait)
+        assert from_address(auth, "10.0.1.99").login(owner, "wrong guess").status_code == 200
+    # The owner, from where they signed in before, is not held back by the strangers.
+    assert from_address(auth, "192.0.2.1").login(owner).status_code == 302
+
+
+def test_failures_are_throttled_per_address_across_accounts(make_app, db_url, make_user):
+    auth = AuthActions(make_app(db_url, LOGIN_ADDRESS_MAX_FAILURES="3").test_client())
+    for i in range(3):
+        from_address(auth, "10.0.2.1").login(f"guess{i}@acme.example", "wrong password here")
     other = make_user("real@acme.example", 1, "viewer")
-    assert auth.login(other).status_code == 429
+    assert from_address(auth, "10.0.2.1").login(other).status_code == 429
+    assert from_address(auth, "10.0.2.2").login(other).status_code == 302
+
+
+def test_concurrent_wrong_passwords_get_exactly_the_limit_checked(make_app, db_url, operator, conn):
+    app = make_app(db_url, WEB_POOL_MAX_SIZE="40", DB_POOL_TIMEOUT="30")
+    clients = [AuthActions(app.test_client()) for _ in range(40)]
+    tokens = [client.csrf_token() for client in clients]
+    start = threading.Barrier(len(clients))
+
+    def guess(pair):
+        client, token = pair
+        start.wait()
+        return client.client.post(
+            "/login",
+            data={"email": operator, "password": "wrong password here", "csrf_token": token},
+        ).status_code
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        statuses = sorted(pool.map(guess, zip(clients, tokens, strict=True)))
+    assert statuses == [200] * 5 + [429] * 35
+    checked = conn.execute(
+        "SELECT count(*) FROM audit_log WHERE action = 'login.failed'"
+    ).fetchone()[0]
+    assert checked == 5
 
 
 def test_login_without_csrf_token_is_400_and_signs_nobody_in(app, operator):

@@ -3,6 +3,7 @@
 import datetime
 import functools
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
 
@@ -77,17 +78,62 @@ def check_password(conn: psycopg.Connection, email: str, password: str) -> dict 
     return user if user and matches else None
 
 
-def login_wait(
-    conn: psycopg.Connection, email: str, ip: str | None, limit: int, window: int
+@dataclass(frozen=True)
+class SignInLimits:
+    """How many failed sign-ins are let through before a caller must wait.
+
+    ``per_pair`` failures of one account from one address in ``PAIR_SECONDS``: the
+    limit someone guessing from one place meets. ``per_account`` failures of an account
+    from anywhere in ``WINDOW_SECONDS``, past which each further try waits twice as long
+    as the last (1 s up to ``MAX_BACKOFF_SECONDS``); addresses the account signed in from
+    in the last ``KNOWN_DAYS`` are spared that, so a stranger cannot lock its owner out.
+    ``per_address`` failures from one address across accounts in ``WINDOW_SECONDS``.
+    """
+
+    PAIR_SECONDS = 60
+    WINDOW_SECONDS = 900
+    MAX_BACKOFF_SECONDS = 900
+    KNOWN_DAYS = 30
+
+    per_pair: int
+    per_account: int
+    per_address: int
+
+    def wait(self, history: dict) -> int | None:
+        """Seconds to wait before the next try, given ``sign_in_history``; None: go on."""
+        waits = []
+        if history["by_pair"] >= self.per_pair:
+            waits.append(history["pair_wait"])
+        over = history["by_account"] - self.per_account
+        if over >= 0 and not history["known_address"]:
+            backoff = min(2.0**over, self.MAX_BACKOFF_SECONDS)
+            waits.append(backoff - history["since_account_failure"])
+        if history["by_address"] >= self.per_address:
+            waits.append(history["address_wait"])
+        longest = max(waits, default=0.0)
+        return max(1, math.ceil(longest)) if longest > 0 else None
+
+
+def sign_in_wait(
+    conn: psycopg.Connection, email: str, ip: str | None, limits: SignInLimits
 ) -> int | None:
-    """Seconds to wait before another try, when this account or address failed too often."""
-    failures = audit_store.count_recent_login_failures(conn, normalize_email(email), ip, window)
-    waits = [
-        failures["account_wait"] if failures["by_account"] >= limit else None,
-        failures["ip_wait"] if failures["by_ip"] >= limit else None,
-    ]
-    waits = [w for w in waits if w is not None]
-    return max(1, int(max(waits)) + 1) if waits else None
+    """Seconds this caller must wait before trying this account again, or None.
+
+    Call it in the transaction that checks the password and records the outcome: it
+    takes the account's sign-in lock, so concurrent tries are counted one by one and the
+    limits hold exactly.
+    """
+    email = normalize_email(email)
+    audit_store.lock_sign_ins(conn, email)
+    history = audit_store.sign_in_history(
+        conn,
+        email,
+        ip,
+        pair_seconds=limits.PAIR_SECONDS,
+        window_seconds=limits.WINDOW_SECONDS,
+        known_days=limits.KNOWN_DAYS,
+    )
+    return limits.wait(history)
 
 
 def start_session(conn: psycopg.Connection, user_id: int, lifetime: datetime.timedelta) -> str:

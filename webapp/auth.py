@@ -34,7 +34,6 @@ login_manager.login_message = None
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 PUBLIC_API_ENDPOINTS = {"api.openapi"}
-LOGIN_WINDOW_SECONDS = 60
 GENERIC_FAILURE = "Invalid email or password."
 
 
@@ -100,18 +99,46 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-def too_many_failures(email: str) -> None:
-    """429 with Retry-After when this account or address failed too often lately."""
-    limit = current_app.config["LOGIN_MAX_FAILURES"]
-    wait = accounts.login_wait(
-        db.get_conn(), email, request.remote_addr, limit, LOGIN_WINDOW_SECONDS
+def sign_in_limits() -> accounts.SignInLimits:
+    config = current_app.config
+    return accounts.SignInLimits(
+        per_pair=config["LOGIN_MAX_FAILURES"],
+        per_account=config["LOGIN_ACCOUNT_MAX_FAILURES"],
+        per_address=config["LOGIN_ADDRESS_MAX_FAILURES"],
     )
-    if wait is not None:
-        response = current_app.make_response(
-            (render_template("auth/login.html", form=LoginForm(), wait=wait), 429)
+
+
+def too_many_failures(wait: int):
+    """429 with Retry-After: this caller failed too often lately."""
+    response = current_app.make_response(
+        (render_template("auth/login.html", form=LoginForm(), wait=wait), 429)
+    )
+    response.headers["Retry-After"] = str(wait)
+    abort(response)
+
+
+def start_session(email: str, password: str, lifetime: datetime.timedelta):
+    """The principal of a new session if the password is right, else None; 429 when this
+    caller must wait. The count, the check and the record of the outcome happen under the
+    account's sign-in lock, and a session commits together with its audit entry."""
+    conn = db.get_conn()
+    with conn.transaction():
+        wait = accounts.sign_in_wait(conn, email, request.remote_addr, sign_in_limits())
+        if wait is not None:
+            too_many_failures(wait)
+        user = accounts.check_password(conn, email, password)
+        if user is None:
+            audit.record("login.failed", target_type="user", target_id=email)
+            return None
+        principal = accounts.load_session(conn, accounts.start_session(conn, user["id"], lifetime))
+        audit.record(
+            "login.succeeded",
+            target_type="user",
+            target_id=email,
+            actor=principal,
+            organization_id=principal.organization_id,
         )
-        response.headers["Retry-After"] = str(wait)
-        abort(response)
+    return principal
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -120,34 +147,18 @@ def login():
     form = LoginForm(next=request.args.get("next", ""))
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form)
+    remember = bool(form.remember.data)
+    remember_days = datetime.timedelta(days=current_app.config["REMEMBER_DAYS"])
+    lifetime = (
+        remember_days if remember else datetime.timedelta(hours=current_app.config["SESSION_HOURS"])
+    )
     email = accounts.normalize_email(form.email.data)
-    too_many_failures(email)
-    conn = db.get_conn()
-    user = accounts.check_password(conn, email, form.password.data)
-    if user is None:
-        audit.record("login.failed", target_type="user", target_id=email)
+    principal = start_session(email, form.password.data, lifetime)
+    if principal is None:
         flash(GENERIC_FAILURE, "error")
         return render_template("auth/login.html", form=form)  # 401 would need a challenge
-    remember = bool(form.remember.data)
-    days = current_app.config["REMEMBER_DAYS"] if remember else 0
-    hours = 0 if remember else current_app.config["SESSION_HOURS"]
-    session_id = accounts.start_session(
-        conn, user["id"], datetime.timedelta(days=days, hours=hours)
-    )
-    principal = accounts.load_session(conn, session_id)
     session.clear()  # a new session: nothing from before the sign-in carries over
-    login_user(
-        principal,
-        remember=remember,
-        duration=datetime.timedelta(days=current_app.config["REMEMBER_DAYS"]),
-    )
-    audit.record(
-        "login.succeeded",
-        target_type="user",
-        target_id=email,
-        actor=principal,
-        organization_id=principal.organization_id,
-    )
+    login_user(principal, remember=remember, duration=remember_days)
     return redirect(safe_next(form.next.data) or url_for("views.index"))
 
 

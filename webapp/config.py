@@ -149,6 +149,12 @@ def web_settings(environ: Mapping[str, str], serving: bool = True) -> dict:
         ),
         "TRUSTED_PROXIES": parse_int(environ, "TRUSTED_PROXIES", 0),
         "LOGIN_MAX_FAILURES": parse_int(environ, "LOGIN_MAX_FAILURES", 5, minimum=1),
+        "LOGIN_ACCOUNT_MAX_FAILURES": parse_int(
+            environ, "LOGIN_ACCOUNT_MAX_FAILURES", 50, minimum=1
+        ),
+        "LOGIN_ADDRESS_MAX_FAILURES": parse_int(
+            environ, "LOGIN_ADDRESS_MAX_FAILURES", 100, minimum=1
+        ),
         "SESSION_HOURS": parse_int(environ, "SESSION_HOURS", 12, minimum=1),
         "REMEMBER_DAYS": parse_int(environ, "REMEMBER_DAYS", 30, minimum=1),
         "LOG_LEVEL": parse_log_level(environ),

@@ -43,23 +43,59 @@ def list_entries(
         ).fetchall()
 
 
-def count_recent_login_failures(
-    conn: psycopg.Connection, email: str, ip: str | None, seconds: int
+def lock_sign_ins(conn: psycopg.Connection, email: str) -> None:
+    """Take this account's sign-in lock until the transaction ends, so that tries at one
+    account are counted, checked and recorded one after another."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('login:' || %s, 0))", (email,))
+
+
+def sign_in_history(
+    conn: psycopg.Connection,
+    email: str,
+    ip: str | None,
+    *,
+    pair_seconds: int,
+    window_seconds: int,
+    known_days: int,
 ) -> dict:
-    """Failed logins in the last ``seconds`` for this account and for this address,
-    with when the oldest of each will leave the window."""
+    """Failed sign-ins for this account from this address in the last ``pair_seconds``,
+    and for the account and for the address in the last ``window_seconds``, with the
+    seconds until each block lifts by itself; and whether the account signed in from
+    this address in the last ``known_days``."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """
-            SELECT count(*) FILTER (WHERE target_id = %(email)s) AS by_account,
-                   count(*) FILTER (WHERE ip = %(ip)s) AS by_ip,
-                   extract(epoch FROM min(at) FILTER (WHERE target_id = %(email)s)
-                           + make_interval(secs => %(seconds)s) - now())::float AS account_wait,
-                   extract(epoch FROM min(at) FILTER (WHERE ip = %(ip)s)
-                           + make_interval(secs => %(seconds)s) - now())::float AS ip_wait
-            FROM audit_log
-            WHERE action = 'login.failed' AND at > now() - make_interval(secs => %(seconds)s)
-              AND (target_id = %(email)s OR ip = %(ip)s)
+            WITH failures AS (
+                SELECT at, target_id = %(email)s AS account, ip = %(ip)s AS address
+                FROM audit_log
+                WHERE action = 'login.failed'
+                  AND at > now() - make_interval(secs => %(window)s)
+                  AND (target_id = %(email)s OR ip = %(ip)s)
+            )
+            SELECT
+                count(*) FILTER (WHERE account AND address
+                                 AND at > now() - make_interval(secs => %(pair)s)) AS by_pair,
+                extract(epoch FROM min(at) FILTER (
+                    WHERE account AND address AND at > now() - make_interval(secs => %(pair)s))
+                    + make_interval(secs => %(pair)s) - now())::float AS pair_wait,
+                count(*) FILTER (WHERE account) AS by_account,
+                extract(epoch FROM now() - max(at) FILTER (WHERE account))::float
+                    AS since_account_failure,
+                count(*) FILTER (WHERE address) AS by_address,
+                extract(epoch FROM min(at) FILTER (WHERE address)
+                    + make_interval(secs => %(window)s) - now())::float AS address_wait,
+                EXISTS (
+                    SELECT 1 FROM audit_log
+                    WHERE action = 'login.succeeded' AND target_id = %(email)s
+                      AND ip = %(ip)s AND at > now() - make_interval(days => %(known)s)
+                ) AS known_address
+            FROM failures
             """,
-            {"email": email, "ip": ip, "seconds": seconds},
+            {
+                "email": email,
+                "ip": ip,
+                "pair": pair_seconds,
+                "window": window_seconds,
+                "known": known_days,
+            },
         ).fetchone()
