@@ -1,4 +1,8 @@
-"""Record state-changing actions in the audit log, with who did them and from where."""
+"""Record state-changing actions in the audit log, with who did them and from where.
+
+Callers write the entry in the transaction that makes the change, so the two commit
+together or not at all.
+"""
 
 import logging
 
@@ -10,6 +14,24 @@ from webapp import db
 from webapp.store import audit as store
 
 log = logging.getLogger(__name__)
+
+
+class AuditFailed(Exception):
+    """The audit entry could not be written, so the change it records must not stand."""
+
+    def __init__(self, action: str):
+        super().__init__(f"the audit entry for {action} could not be written")
+        self.action = action
+
+
+def _insert(conn: psycopg.Connection, entry: dict) -> None:
+    """Insert an entry; a refusal (not an outage or a timeout) becomes AuditFailed."""
+    try:
+        store.insert_entry(conn, entry)
+    except (psycopg.OperationalError, psycopg.errors.QueryCanceled):
+        raise
+    except psycopg.Error as exc:
+        raise AuditFailed(entry["action"]) from exc
 
 
 def record(
@@ -24,7 +46,7 @@ def record(
     """Write one entry for the current request's caller (or ``actor``)."""
     actor = actor if actor is not None else current_user
     known = getattr(actor, "is_authenticated", False)
-    store.insert_entry(
+    _insert(
         db.get_conn(),
         {
             "actor_type": actor.kind if known else "anonymous",
@@ -50,7 +72,7 @@ def record_cli(
     details: dict | None = None,
 ) -> None:
     """Write one entry for a change made with the flask CLI."""
-    store.insert_entry(
+    _insert(
         conn,
         {
             "actor_type": "cli",

@@ -16,7 +16,7 @@ from werkzeug.exceptions import (
     default_exceptions,
 )
 
-from webapp import db
+from webapp import audit, db
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,16 @@ def schema_missing(exc: Exception):
     return render_error(ServiceUnavailable(message))
 
 
+def audit_failed(exc: Exception):
+    """A change whose audit entry could not be written was rolled back: say so."""
+    log.error("%s; the change was rolled back", exc, exc_info=exc, extra={"action": "audit"})
+    return render_error(
+        InternalServerError(
+            "The change could not be recorded in the audit log, so it was not made."
+        )
+    )
+
+
 def unexpected_error(exc: Exception):
     """Log the traceback, hide it from the client."""
     if isinstance(exc, HTTPException):
@@ -109,4 +119,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(psycopg.errors.UndefinedTable, schema_missing)
     app.register_error_handler(psycopg.DataError, unstorable_value)
     app.register_error_handler(procrastinate.exceptions.ConnectorException, connector_error)
+    app.register_error_handler(audit.AuditFailed, audit_failed)
     app.register_error_handler(Exception, unexpected_error)

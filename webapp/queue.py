@@ -275,29 +275,31 @@ class QueueService:
 
         A failed job goes back to its queue as it is (its attempts stay on record);
         a cancelled or aborted one is deferred afresh as a new job, with its arguments
-        copied as they are stored. A platform-only task needs a ``platform`` caller.
+        copied as they are stored, once: a job retried before answers ``InvalidState``
+        naming its copy. A platform-only task needs a ``platform`` caller.
         """
         if job["status"] not in RETRYABLE:
             raise InvalidState(f"{with_article(job['status'])} job cannot be retried")
+        if job["retried_as"] is not None:
+            raise InvalidState(
+                f"this job was retried already, as job {job['retried_as']}; retry that one"
+            )
         spec = tasks.app.deferrable().get(job["task_name"])
         if spec is not None and spec.platform_only and not platform:
             raise TaskNotAllowed(job["task_name"])
         conn = db.get_conn()
-        if job["status"] == "failed":
-            try:
-                with conn.transaction():
-                    store.clear_abort_request(conn, job["id"])
-                    if not store.retry_failed_job(conn, job["id"]):
-                        raise InvalidState("the job is no longer failed")
-            except psycopg.errors.UniqueViolation:
-                raise InvalidState("a job with this job's idempotency key is waiting") from None
-            return job["id"]
-        # A fixed queueing lock: a repeated click finds the first copy still waiting (409).
-        retry_lock = f"org:{organization_of(job['args'])}:retry-of:{job['id']}"
         try:
-            return store.copy_job(conn, job["id"], retry_lock)
-        except psycopg.errors.UniqueViolation:
-            raise InvalidState("a retry of this job is already waiting") from None
+            with conn.transaction():  # a savepoint when the caller holds a transaction
+                if job["status"] != "failed":
+                    return store.copy_job(conn, job["id"])
+                store.clear_abort_request(conn, job["id"])
+                if not store.retry_failed_job(conn, job["id"]):
+                    raise InvalidState("the job is no longer failed")
+                return job["id"]
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.table_name == "job_retries":
+                raise InvalidState("this job was retried already") from None
+            raise InvalidState("a job with this job's idempotency key is waiting") from None
 
 
 def _repeated_keys(built: dict[int, procrastinate.jobs.Job]) -> list[dict]:

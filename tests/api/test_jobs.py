@@ -297,6 +297,26 @@ def test_retry_failed_in_place_and_cancelled_as_a_new_job(client, conn):
     assert body["id"] != cancelled and body["status"] == "todo"
     assert body["payload"] == SMS["payload"] and body["queue"] == "sms-notifications"
     assert response.headers["Location"] == f"/api/v1/jobs/{body['id']}"
+    assert client.get(f"/api/v1/jobs/{cancelled}").get_json()["retried_as"] == body["id"]
+
+
+def test_a_cancelled_job_is_retried_once_and_its_copy_after_that(client, conn):
+    cancelled = post(client, SMS).get_json()["id"]
+    client.post(f"/api/v1/jobs/{cancelled}/cancel")
+    copy = client.post(f"/api/v1/jobs/{cancelled}/retry").get_json()["id"]
+    # The copy runs and succeeds; retrying the original again makes no second copy.
+    conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (copy,))
+    conn.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = %s", (copy,))
+    again = client.post(f"/api/v1/jobs/{cancelled}/retry")
+    assert again.status_code == 409
+    assert again.get_json()["retried_as"] == copy
+    assert f"as job {copy}" in again.get_json()["message"]
+    # A copy that was cancelled in turn may be retried, once, like any job.
+    conn.execute("UPDATE procrastinate_jobs SET status = 'cancelled' WHERE id = %s", (copy,))
+    second = client.post(f"/api/v1/jobs/{copy}/retry").get_json()
+    assert second["retried_from"] == copy and second["status"] == "todo"
+    assert client.post(f"/api/v1/jobs/{copy}/retry").status_code == 409
+    assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 3
 
 
 def test_a_manual_retry_does_not_count_the_failed_run_again(admin_client, conn):

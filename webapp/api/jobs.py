@@ -106,6 +106,8 @@ def job_document(row: dict) -> dict:
         "started_at": iso(row["started_at"]),
         "finished_at": iso(row["finished_at"]),
         "last_error": last_error,
+        "retried_from": row["retried_from"],
+        "retried_as": row["retried_as"],
         "links": links(row["id"]),
     }
 
@@ -211,39 +213,41 @@ def list_jobs():
 def cancel_job(job_id: int):
     """Cancel a waiting job (200), or request an abort of a running one (202)."""
     job = get_job_or_404(job_id)
-    try:
-        get_queue().cancel(job)
-    except InvalidState as exc:
-        api_error(409, str(exc), status=job["status"])
-    after = get_job_or_404(job_id)  # a worker may have taken it meanwhile
-    cancelled = after["status"] == "cancelled"
-    audit.record(
-        "job.cancel" if cancelled else "job.abort",
-        target_type="job",
-        target_id=job_id,
-        organization_id=organization_of(job["args"]),
-    )
+    with db.get_conn().transaction():  # the change and its audit entry, or neither
+        try:
+            get_queue().cancel(job)
+        except InvalidState as exc:
+            api_error(409, str(exc), status=job["status"])
+        after = get_job_or_404(job_id)  # a worker may have taken it meanwhile
+        cancelled = after["status"] == "cancelled"
+        audit.record(
+            "job.cancel" if cancelled else "job.abort",
+            target_type="job",
+            target_id=job_id,
+            organization_id=organization_of(job["args"]),
+        )
     return job_document(after), 200 if cancelled else 202
 
 
 @bp.post("/v1/jobs/<int:job_id>/retry")
 def retry_job(job_id: int):
-    """Run a failed, cancelled or aborted job again: 202 with the job that will run."""
+    """Run a failed job again (202 with it), or a cancelled or aborted one as a new job
+    (202 with the new job); a job that was retried as a new job before answers 409."""
     job = get_job_or_404(job_id)
-    try:
-        new_id = get_queue().retry(job, tenancy.is_platform())
-    except InvalidState as exc:
-        api_error(409, str(exc), status=job["status"])
-    except TaskNotAllowed as exc:
-        api_error(403, str(exc))
-    audit.record(
-        "job.retry",
-        target_type="job",
-        target_id=job_id,
-        organization_id=organization_of(job["args"]),
-        details={"job_id": new_id} if new_id != job_id else None,
-    )
-    body = job_document(get_job_or_404(new_id))
-    if new_id != job_id:
-        body["retried_from"] = job_id
+    with db.get_conn().transaction():  # the change and its audit entry, or neither
+        try:
+            new_id = get_queue().retry(job, tenancy.is_platform())
+        except InvalidState as exc:
+            extra = {} if job["retried_as"] is None else {"retried_as": job["retried_as"]}
+            api_error(409, str(exc), status=job["status"], **extra)
+        except TaskNotAllowed as exc:
+            api_error(403, str(exc))
+        audit.record(
+            "job.retry",
+            target_type="job",
+            target_id=job_id,
+            organization_id=organization_of(job["args"]),
+            details={"job_id": new_id} if new_id != job_id else None,
+        )
+        body = job_document(get_job_or_404(new_id))
     return body, 202, {"Location": job_path(new_id)}

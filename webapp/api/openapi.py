@@ -38,7 +38,14 @@ JOB = {
                 },
             ]
         },
-        "retried_from": {"type": "integer"},
+        "retried_from": {
+            "type": ["integer", "null"],
+            "description": "the job this one was retried from, as a new job",
+        },
+        "retried_as": {
+            "type": ["integer", "null"],
+            "description": "the new job this one was retried as (once only)",
+        },
         "links": {"$ref": REF.format(model="Links")},
     },
 }

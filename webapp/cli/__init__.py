@@ -4,6 +4,8 @@ import click
 import psycopg
 from flask import Flask, current_app
 
+from webapp import audit
+
 
 def connect() -> psycopg.Connection:
     """A dedicated autocommit connection for a command (never the request pool)."""
@@ -17,6 +19,15 @@ def connect() -> psycopg.Connection:
         )
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot connect to DATABASE_URL: {exc}".strip()) from None
+
+
+def audited(conn: psycopg.Connection, action: str, **entry) -> None:
+    """Write a command's audit entry in the transaction of its change: if the entry
+    cannot be written, the command fails and the change is rolled back with it."""
+    try:
+        audit.record_cli(conn, action, **entry)
+    except audit.AuditFailed as exc:
+        raise click.ClickException(f"{exc}; nothing was changed") from None
 
 
 def init_app(app: Flask) -> None:

@@ -14,8 +14,8 @@ import click
 import psycopg
 from flask.cli import AppGroup
 
-from webapp import accounts, audit
-from webapp.cli import connect
+from webapp import accounts
+from webapp.cli import audited, connect
 from webapp.store import accounts as store
 from webapp.store import tokens as token_store
 
@@ -54,7 +54,7 @@ def create_organization(name: str) -> None:
             organization = store.insert_organization(conn, name)
         except psycopg.errors.UniqueViolation:
             raise click.ClickException(f"an organization named {name!r} exists") from None
-        audit.record_cli(
+        audited(
             conn,
             "organization.create",
             target_type="organization",
@@ -82,7 +82,7 @@ def create_user(email: str, org_ref: str, role: str, password_stdin: bool) -> No
         except psycopg.errors.UniqueViolation:
             raise click.ClickException(f"a user with email {email} exists") from None
         store.upsert_membership(conn, user["id"], organization["id"], role)
-        audit.record_cli(
+        audited(
             conn,
             "user.create",
             target_type="user",
@@ -106,7 +106,7 @@ def set_password(email: str, password_stdin: bool) -> None:
             raise click.ClickException(f"no user with email {email}")
         store.update_password(conn, user["id"], password_hash)
         ended = store.revoke_user_sessions(conn, user["id"])
-        audit.record_cli(conn, "user.set_password", target_type="user", target_id=email)
+        audited(conn, "user.set_password", target_type="user", target_id=email)
     click.echo(f"Password changed for {email}; {ended} session(s) ended")
 
 
@@ -122,7 +122,7 @@ def create_token(org_ref: str | None, platform: bool, name: str, expires_days: i
     with connect() as conn, conn.transaction():
         organization_id = None if platform else find_organization(conn, org_ref)["id"]
         secret, row = accounts.new_token(conn, organization_id, name, expires_days)
-        audit.record_cli(
+        audited(
             conn,
             "token.create",
             target_type="token",
@@ -163,7 +163,7 @@ def revoke_token(ref: str) -> None:
         row = token_store.revoke_token(conn, ref)
         if row is None:
             raise click.ClickException(f"no active token {ref!r}")
-        audit.record_cli(
+        audited(
             conn,
             "token.revoke",
             target_type="token",

@@ -8,8 +8,7 @@ import click
 from flask.cli import AppGroup
 
 from tasks import queues as queue_names
-from webapp import audit
-from webapp.cli import connect
+from webapp.cli import audited, connect
 from webapp.store import queues as store
 
 queues = AppGroup("queues", help="Queue settings: caps on running jobs.")
@@ -54,7 +53,7 @@ def set_limits(queue: str, max_running: int | None, org_max_running: int | None)
             if org_max_running is None
             else org_max_running or None,
         )
-        audit.record_cli(
+        audited(
             conn,
             "queue.limit",
             target_type="queue",

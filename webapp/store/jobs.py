@@ -3,14 +3,18 @@
 import psycopg
 from psycopg.rows import dict_row
 
-# One row per job, with times from Procrastinate's events and the last error we recorded.
+# One row per job, with times from Procrastinate's events, the last error we recorded,
+# and the jobs a manual retry links it to.
 JOB_COLUMNS = """
     j.id, j.status::text AS status, j.task_name, j.queue_name, j.priority, j.args,
     j.scheduled_at, j.abort_requested, j.queueing_lock,
     ev.created_at, ev.started_at, ev.finished_at, ev.runs,
-    err.error_class, err.error_message
+    err.error_class, err.error_message,
+    retried_from.job_id AS retried_from, retried_as.retry_job_id AS retried_as
 """
 JOB_JOINS = """
+    LEFT JOIN job_retries retried_from ON retried_from.retry_job_id = j.id
+    LEFT JOIN job_retries retried_as ON retried_as.job_id = j.id
     LEFT JOIN LATERAL (
         SELECT min(e.at) FILTER (WHERE e.type = 'deferred') AS created_at,
                max(e.at) FILTER (WHERE e.type = 'started') AS started_at,
@@ -118,13 +122,20 @@ def clear_abort_request(conn: psycopg.Connection, job_id: int) -> None:
     )
 
 
-def copy_job(conn: psycopg.Connection, job_id: int, queueing_lock: str) -> int:
+def copy_job(conn: psycopg.Connection, job_id: int) -> int:
     """Defer a new job with the task, queue, priority and arguments (as stored, so even
-    arguments Python cannot load survive) of ``job_id``; returns the new id."""
+    arguments Python cannot load survive) of ``job_id``, and record it as that job's
+    retry; returns the new id. Raises UniqueViolation if the job was retried before."""
     row = conn.execute(
-        "SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(queue_name, task_name, priority,"
-        " NULL, %s, args, NULL)::procrastinate_job_to_defer_v1]))[1]"
-        " FROM procrastinate_jobs WHERE id = %s",
-        (queueing_lock, job_id),
+        """
+        WITH copy AS (
+            SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(queue_name, task_name, priority,
+                    NULL, NULL, args, NULL)::procrastinate_job_to_defer_v1]))[1] AS id
+            FROM procrastinate_jobs WHERE id = %(id)s
+        )
+        INSERT INTO job_retries (job_id, retry_job_id) SELECT %(id)s, id FROM copy
+        RETURNING retry_job_id
+        """,
+        {"id": job_id},
     ).fetchone()
     return row[0]
