@@ -96,6 +96,23 @@ def test_job_posted_over_http_succeeds(service):
     assert '"provider": "console"' in attempt["result_summary"]
 
 
+def test_a_job_of_an_unknown_task_fails_with_its_error_on_record(service, conn):
+    # Deferred around the API (by Procrastinate's own defer, say), for a task no worker has.
+    job_id = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+        " VALUES ('default', 'sms:no_such_task', '{\"organization_id\": 1}') RETURNING id"
+    ).fetchone()[0]
+    service.start_worker()
+    job = service.wait_status(job_id, "failed")
+    assert job["attempts"] == 1
+    assert job["last_error"]["class"] == "TaskNotFound"
+    assert "sms:no_such_task" in job["last_error"]["message"]
+    rows = service.http.get(f"{service.base}/jobs/{job_id}/attempts", timeout=10).json()
+    (attempt,) = rows["attempts"]
+    assert (attempt["attempt"], attempt["outcome"]) == (1, "failed")
+    assert attempt["error_class"] == "TaskNotFound"
+
+
 def test_failing_job_retries_with_backoff_then_fails_with_its_traceback(service):
     service.start_worker()
     job_id = service.defer("diagnostics:fail_then_succeed", failures=50)
