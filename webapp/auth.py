@@ -117,7 +117,7 @@ def too_many_failures(wait: int):
     abort(response)
 
 
-def start_session(email: str, password: str, lifetime: datetime.timedelta):
+def sign_in(email: str, password: str, lifetime: datetime.timedelta):
     """The principal of a new session if the password is right, else None; 429 when this
     caller must wait. The count, the check and the record of the outcome happen under the
     account's sign-in lock, and a session commits together with its audit entry."""
@@ -153,7 +153,7 @@ def login():
         remember_days if remember else datetime.timedelta(hours=current_app.config["SESSION_HOURS"])
     )
     email = accounts.normalize_email(form.email.data)
-    principal = start_session(email, form.password.data, lifetime)
+    principal = sign_in(email, form.password.data, lifetime)
     if principal is None:
         flash(GENERIC_FAILURE, "error")
         return render_template("auth/login.html", form=form)  # 401 would need a challenge
