@@ -6,6 +6,7 @@ for them; an installed package has no top. So the build copies them into the bui
 An editable install skips the copy and reads the checkout's own folders.
 """
 
+import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -32,6 +33,9 @@ class BuildPyWithBundle(build_py):
         super().run()
         if self.editable_mode:
             return
+        # An in-tree build reuses build/lib: drop the last copy, so a file deleted from
+        # the checkout (a migration above all) cannot live on in the next wheel.
+        shutil.rmtree(Path(self.build_lib, BUNDLE_DIR), ignore_errors=True)
         for source in bundled_files():
             target = Path(self.build_lib, BUNDLE_DIR, source)
             self.mkpath(str(target.parent))
