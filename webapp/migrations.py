@@ -20,11 +20,12 @@ from pathlib import Path
 import procrastinate.schema
 import psycopg
 
+from webapp import paths
 from webapp.store import schema as store
 
 log = logging.getLogger(__name__)
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent / "migrations"
+PROJECT_DIR = paths.top_level("migrations")
 PROCRASTINATE_DIR = Path(procrastinate.schema.migrations_path)
 PROCRASTINATE = "procrastinate"
 HOWDAH = "howdah"
