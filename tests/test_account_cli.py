@@ -137,3 +137,15 @@ def test_cli_changes_are_audited(runner, acme, conn):
         for row in conn.execute("SELECT action FROM audit_log WHERE actor_type = 'cli' ORDER BY id")
     ]
     assert actions == ["organization.create", "token.create"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("orgs", "create", "Acme"), ("tokens", "create", "--platform", "--name", "ci")],
+)
+def test_commands_on_an_unmigrated_database_say_so_in_one_line(make_app, empty_db_url, args):
+    result = invoke(make_app(empty_db_url).test_cli_runner(), *args)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: the database schema is not installed; run `flask --app webapp migrate`"
+    ]

@@ -3,6 +3,7 @@
 import click
 import psycopg
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from webapp import audit
 
@@ -19,6 +20,21 @@ def connect() -> psycopg.Connection:
         )
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot connect to DATABASE_URL: {exc}".strip()) from None
+
+
+class Commands(AppGroup):
+    """A command group whose commands end in one line, not a traceback, on a database
+    that is not migrated or goes away."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except psycopg.errors.UndefinedTable:
+            raise click.ClickException(
+                "the database schema is not installed; run `flask --app webapp migrate`"
+            ) from None
+        except psycopg.OperationalError as exc:
+            raise click.ClickException(f"the database failed: {exc}".strip()) from None
 
 
 def audited(conn: psycopg.Connection, action: str, **entry) -> None:

@@ -12,16 +12,15 @@ import sys
 
 import click
 import psycopg
-from flask.cli import AppGroup
 
 from webapp import accounts
-from webapp.cli import audited, connect
+from webapp.cli import Commands, audited, connect
 from webapp.store import accounts as store
 from webapp.store import tokens as token_store
 
-orgs = AppGroup("orgs", help="Manage organizations.")
-users = AppGroup("users", help="Manage people and their roles.")
-tokens = AppGroup("tokens", help="Manage API tokens.")
+orgs = Commands("orgs", help="Manage organizations.")
+users = Commands("users", help="Manage people and their roles.")
+tokens = Commands("tokens", help="Manage API tokens.")
 
 
 def read_password(from_stdin: bool) -> str:

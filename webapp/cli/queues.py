@@ -5,13 +5,12 @@ flask --app webapp queues limit QUEUE [--max-running N] [--org-max-running N]   
 """
 
 import click
-from flask.cli import AppGroup
 
 from tasks import queues as queue_names
-from webapp.cli import audited, connect
+from webapp.cli import Commands, audited, connect
 from webapp.store import queues as store
 
-queues = AppGroup("queues", help="Queue settings: caps on running jobs.")
+queues = Commands("queues", help="Queue settings: caps on running jobs.")
 CAP = click.IntRange(min=0, max=1_000_000)
 KNOWN = (*queue_names.ALL, queue_names.HOUSEKEEPING)
 
