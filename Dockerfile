@@ -11,9 +11,9 @@ RUN pip install .
 
 COPY migrations migrations
 COPY templates templates
-COPY gunicorn.conf.py Procfile ./
+COPY Procfile ./
 
 RUN useradd --create-home howdah
 USER howdah
 EXPOSE 8000
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "webapp:create_app()"]
+CMD ["gunicorn", "-c", "python:webapp.gunicorn_conf", "webapp:create_app()"]

@@ -26,12 +26,12 @@ def process_env(**settings: str) -> dict:
     return {"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "PYTHONUNBUFFERED": "1", **settings}
 
 
-def start(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+def start(command: list[str], env: dict, log_path: Path, cwd: Path = ROOT) -> subprocess.Popen:
     """Start a process in its own session, with its output in ``log_path``."""
     with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -39,11 +39,12 @@ def start(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
         )
 
 
-def start_web(env: dict, log_path: Path) -> subprocess.Popen:
-    """The Procfile's web line."""
-    return start(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "webapp:create_app()"], env, log_path
-    )
+WEB_COMMAND = ["gunicorn", "-c", "python:webapp.gunicorn_conf", "webapp:create_app()"]
+
+
+def start_web(env: dict, log_path: Path, cwd: Path = ROOT) -> subprocess.Popen:
+    """The Procfile's web line (from ``cwd``: the settings are a module of the package)."""
+    return start([str(BIN / WEB_COMMAND[0]), *WEB_COMMAND[1:]], env, log_path, cwd)
 
 
 def start_worker(env: dict, log_path: Path, *args: str) -> subprocess.Popen:

@@ -136,7 +136,8 @@ def web_settings(environ: Mapping[str, str], serving: bool = True) -> dict:
         parse_secret_key(environ, environment) if serving or environ.get("SECRET_KEY") else None
     )
     return {
-        # One connection per gunicorn thread by default (gunicorn.conf.py reads WEB_THREADS).
+        # One connection per gunicorn thread by default (webapp/gunicorn_conf.py reads
+        # WEB_THREADS too).
         **database_settings(environ, "WEB", max_size=parse_int(environ, "WEB_THREADS", 4, 1)),
         "HOWDAH_ENV": environment,
         "SECRET_KEY": secret_key,

@@ -2,7 +2,7 @@
 
 The pool opens lazily, once per process id, so it is never shared across a
 fork (gunicorn's master never opens it; each worker opens its own, eagerly
-from ``gunicorn.conf.py`` or on first use).
+from ``webapp/gunicorn_conf.py`` or on first use).
 """
 
 import logging

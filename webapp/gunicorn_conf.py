@@ -1,13 +1,14 @@
-"""gunicorn settings for the web process (Procfile ``web``)."""
+"""gunicorn settings for the web process (Procfile ``web``).
+
+A module of the package, not a file beside it, so an installed Howdah serves from any
+directory: ``gunicorn -c python:webapp.gunicorn_conf "webapp:create_app()"``. gunicorn
+reads these names when it loads the module; nothing here opens the database.
+"""
 
 import os
 
 from webapp import db
 from webapp.config import parse_bool, parse_int, web_settings
-
-# Check the settings once in the master: a bad one stops start-up with one line,
-# instead of every worker failing to boot in a loop.
-web_settings(os.environ)
 
 bind = f"0.0.0.0:{parse_int(os.environ, 'PORT', 8000, minimum=1)}"
 workers = parse_int(os.environ, "WEB_CONCURRENCY", 2 * (os.cpu_count() or 1), minimum=1)
@@ -25,6 +26,12 @@ accesslog = "-" if parse_bool(os.environ, "WEB_ACCESS_LOG", False) else None
 control_socket_disable = True
 # The app (and so its pool) is built in each worker after fork, never in the master.
 preload_app = False
+
+
+def on_starting(server):
+    """Check the settings once in the master: a bad one stops start-up with one line,
+    instead of every worker failing to boot in a loop."""
+    web_settings(os.environ)
 
 
 def post_worker_init(worker):
