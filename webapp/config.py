@@ -125,6 +125,9 @@ def database_settings(environ: Mapping[str, str], prefix: str, max_size: int) ->
         "DB_POOL_MAX_SIZE": max_size,
         "DB_CONNECT_TIMEOUT": parse_int(environ, "DB_CONNECT_TIMEOUT", 5, minimum=1),
         "DB_STATEMENT_TIMEOUT_MS": parse_int(environ, "DB_STATEMENT_TIMEOUT_MS", 30_000),
+        # A request waiting on a lock holds a thread and a connection; 0 waits as long as
+        # the statement timeout allows.
+        "DB_LOCK_TIMEOUT_MS": parse_int(environ, "DB_LOCK_TIMEOUT_MS", 5_000),
     }
 
 

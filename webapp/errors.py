@@ -68,10 +68,24 @@ def statement_timeout(exc: psycopg.errors.QueryCanceled):
     )
 
 
+def lock_timeout(exc: psycopg.errors.LockNotAvailable):
+    """A lock not granted within DB_LOCK_TIMEOUT_MS: another transaction holds it."""
+    log.warning("lock not granted: %s", exc, extra={"action": "db_lock_timeout"})
+    limit = current_app.config["DB_LOCK_TIMEOUT_MS"]
+    return render_error(
+        ServiceUnavailable(
+            f"The database did not grant a lock within the {limit} ms this service allows"
+            " (DB_LOCK_TIMEOUT_MS): another transaction holds it; try again shortly."
+        )
+    )
+
+
 def connector_error(exc: Exception):
     """Procrastinate wraps database errors; an outage among them is a 503 as well."""
     if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
         return statement_timeout(exc.__cause__)
+    if isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+        return lock_timeout(exc.__cause__)
     if isinstance(exc.__cause__, db.UNAVAILABLE_ERRORS):
         return database_unavailable(exc.__cause__)
     if isinstance(exc.__cause__, psycopg.DataError):
@@ -106,6 +120,7 @@ def init_app(app: Flask) -> None:
     for error_class in db.UNAVAILABLE_ERRORS:
         app.register_error_handler(error_class, database_unavailable)
     app.register_error_handler(psycopg.errors.QueryCanceled, statement_timeout)
+    app.register_error_handler(psycopg.errors.LockNotAvailable, lock_timeout)
     app.register_error_handler(psycopg.errors.UndefinedTable, schema_missing)
     app.register_error_handler(psycopg.DataError, unstorable_value)
     app.register_error_handler(procrastinate.exceptions.ConnectorException, connector_error)
