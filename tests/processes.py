@@ -67,6 +67,22 @@ def wait_for(url: str, status: int = 200, timeout: float = 30.0) -> requests.Res
     raise AssertionError(f"{url} did not answer {status} in {timeout}s (last: {last})")
 
 
+def exchange(port: int, data: bytes) -> tuple[int, dict[str, str], bytes, bytes]:
+    """Send ``data`` as it is on a new connection; the answer's status, headers (by lower-case
+    name) and body, then whatever else came before the server closed the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = sock.makefile("rb")
+        status = int(answer.readline().split()[1])
+        headers = {}
+        while (line := answer.readline().strip()) != b"":
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = answer.read(int(headers.get("content-length", 0)))
+        sock.shutdown(socket.SHUT_WR)
+        return status, headers, body, answer.read()
+
+
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
     """Signal a process and wait for it; kill its whole session if it does not exit."""
     if process.poll() is None:

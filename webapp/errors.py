@@ -7,8 +7,10 @@ from typing import Any, NoReturn
 import procrastinate
 import psycopg
 from flask import Flask, current_app, render_template, request
+from gunicorn.http.errors import ParseException
 from jinja2 import TemplateNotFound
 from werkzeug.exceptions import (
+    BadRequest,
     HTTPException,
     InternalServerError,
     ServiceUnavailable,
@@ -33,12 +35,17 @@ def wants_json() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
 
 
+def json_body(error: HTTPException) -> dict:
+    """The JSON shape of every API error: the status name, a message and any extra fields
+    (gunicorn's worker answers in it too, in webapp/gunicorn_worker.py)."""
+    return {"error": error.name, "message": error.description, **getattr(error, "extra", {})}
+
+
 def render_error(error: HTTPException):
     """Render an HTTP error as JSON ``{error, message}`` or as ``errors/<code>.html``."""
     response = error.get_response()
     if wants_json():
-        body = {"error": error.name, "message": error.description, **getattr(error, "extra", {})}
-        response.data = json.dumps(body)
+        response.data = json.dumps(json_body(error))
         response.content_type = "application/json"
         return response
     try:
@@ -46,6 +53,12 @@ def render_error(error: HTTPException):
     except TemplateNotFound:
         body = render_template("errors/error.html", error=error)
     return body, error.code, response.headers
+
+
+def malformed_body(exc: ParseException):
+    """A body gunicorn could not read as the app read it (a malformed chunk): a 400."""
+    log.info("malformed request body: %s", exc, extra={"action": "malformed_body"})
+    return render_error(BadRequest("The request body is malformed."))
 
 
 def unstorable_value(exc: psycopg.DataError):
@@ -123,5 +136,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(psycopg.errors.LockNotAvailable, lock_timeout)
     app.register_error_handler(psycopg.errors.UndefinedTable, schema_missing)
     app.register_error_handler(psycopg.DataError, unstorable_value)
+    app.register_error_handler(ParseException, malformed_body)
     app.register_error_handler(procrastinate.exceptions.ConnectorException, connector_error)
     app.register_error_handler(Exception, unexpected_error)

@@ -13,12 +13,20 @@ from webapp.config import parse_bool, parse_int, web_settings
 bind = f"0.0.0.0:{parse_int(os.environ, 'PORT', 8000, minimum=1)}"
 workers = parse_int(os.environ, "WEB_CONCURRENCY", 2 * (os.cpu_count() or 1), minimum=1)
 # Threads overlap the time a request waits on PostgreSQL, and gthread keeps
-# client connections alive (the sync worker closes each one).
-worker_class = "gthread"
+# client connections alive (the sync worker closes each one). Ours answers the requests
+# gunicorn refuses with the app's headers and error shape.
+worker_class = "webapp.gunicorn_worker.ThreadWorker"
 threads = parse_int(os.environ, "WEB_THREADS", 4, minimum=1)
 timeout = parse_int(os.environ, "WEB_TIMEOUT", 30, minimum=1)
 graceful_timeout = timeout
 keepalive = 5
+# What gunicorn parses before the app sees a request (past them: 414, 431). URLs here are
+# short (ids, filters, a cursor): 4 KiB is gunicorn's default and plenty. A header field
+# may be 8 KiB, room for a browser's cookies; 50 fields is three times what a browser
+# behind two proxies sends, and bounds what gunicorn buffers for one request's head.
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
 # Off by default: the router or load balancer in front logs requests, and
 # gunicorn's access log cost about 15 % of API throughput in bench/.
 accesslog = "-" if parse_bool(os.environ, "WEB_ACCESS_LOG", False) else None
