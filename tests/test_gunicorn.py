@@ -2,8 +2,12 @@
 itself, answered with the app's headers and error shape (webapp/gunicorn_worker.py)."""
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
+import requests
 
 from tests import processes
 from tests.conftest import TEST_SECRET
@@ -129,3 +133,84 @@ def test_a_malformed_body_is_one_400_or_one_answer_never_two(web):
     assert status == 401 and json.loads(body)["error"] == "Unauthorized"
     assert rest == b""
     assert "Traceback" not in log.read_text()
+
+
+def test_liveness_is_answered_as_the_route_answers_it(web):
+    port, _ = web
+    base = f"http://127.0.0.1:{port}"
+    on_the_main_loop = requests.get(f"{base}/healthz", timeout=5)
+    by_the_app = requests.get(f"{base}/healthz?from=app", timeout=5)  # not a plain probe
+    assert on_the_main_loop.status_code == by_the_app.status_code == 200
+    assert on_the_main_loop.content == by_the_app.content == b'{"status":"ok"}\n'
+    del on_the_main_loop.headers["Date"], by_the_app.headers["Date"]
+    assert on_the_main_loop.headers == by_the_app.headers
+    head = requests.head(f"{base}/healthz", timeout=5)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == "16"
+
+
+def test_liveness_keeps_http_framing(web):
+    port, _ = web
+    status, headers, body, rest = processes.exchange(port, b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert (status, headers["connection"], body, rest) == (200, "close", b'{"status":"ok"}\n', b"")
+    # A probe and, behind it on the same connection, a request for the app.
+    pipelined = get(b"/healthz") + get(b"/api/v1/jobs", b"Connection: close")
+    status, headers, body, rest = processes.exchange(port, pipelined)
+    assert (status, headers["connection"]) == (200, "keep-alive")
+    assert rest.startswith(b"HTTP/1.1 401 UNAUTHORIZED\r\n")  # the app's, without a token
+
+
+@pytest.fixture
+def two_threads(db_url, tmp_path):
+    """gunicorn with one process of two threads, whose requests wait up to a minute on a
+    lock. Yields its base URL."""
+    port = processes.free_port()
+    env = processes.process_env(
+        DATABASE_URL=db_url,
+        SECRET_KEY=TEST_SECRET,
+        PORT=str(port),
+        WEB_CONCURRENCY="1",
+        WEB_THREADS="2",
+        DB_LOCK_TIMEOUT_MS="60000",
+        DB_STATEMENT_TIMEOUT_MS="60000",
+    )
+    process = processes.start_web(env, tmp_path / "web.log")
+    base = f"http://127.0.0.1:{port}"
+    processes.wait_for(f"{base}/healthz")
+    yield base
+    processes.stop(process)
+
+
+def waiting_on_locks(conn) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = 'howdah-web' AND wait_event_type = 'Lock'"
+    ).fetchone()[0]
+
+
+def test_liveness_answers_at_once_while_every_thread_waits_on_the_database(
+    two_threads, db_url, make_token
+):
+    token = {"Authorization": f"Bearer {make_token(None)}"}
+    reads = ThreadPoolExecutor(4)
+    with psycopg.connect(db_url) as locker, psycopg.connect(db_url, autocommit=True) as watch:
+        locker.execute("LOCK TABLE procrastinate_jobs IN ACCESS EXCLUSIVE MODE")
+        waiting = [
+            reads.submit(requests.get, f"{two_threads}/api/v1/jobs", headers=token, timeout=60)
+            for _ in range(4)  # two for the threads, two queued behind them
+        ]
+        deadline = time.monotonic() + 20
+        while waiting_on_locks(watch) < 2:
+            assert time.monotonic() < deadline, "the reads never reached the lock"
+            time.sleep(0.05)
+
+        with requests.Session() as probe:  # new connections, and one kept alive
+            for call in (requests.get, requests.head, probe.get, probe.get, probe.get):
+                started = time.monotonic()
+                response = call(f"{two_threads}/healthz", timeout=1)
+                assert response.status_code == 200
+                assert time.monotonic() - started < 1
+        assert not any(read.done() for read in waiting)
+        locker.rollback()
+    assert [read.result().status_code for read in waiting] == [200] * 4
+    reads.shutdown()

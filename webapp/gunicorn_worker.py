@@ -1,4 +1,8 @@
-"""gunicorn's gthread worker, answering what never reaches the app as the app would.
+"""gunicorn's gthread worker, answering what must not wait for the app as the app would.
+
+A plain ``GET`` or ``HEAD /healthz`` is answered on the worker's main loop, before it
+would be queued for a thread, with the answer the Flask route gave when the worker booted:
+liveness never waits for a free thread, though every thread may wait on PostgreSQL.
 
 gunicorn answers a request it cannot parse, or one past its limits (``limit_request_*`` in
 webapp/gunicorn_conf.py), itself, before Flask sees it. This worker gives those answers
@@ -24,17 +28,28 @@ from datetime import timedelta
 from functools import partial
 from urllib.parse import unquote, urlsplit
 
+import gunicorn
 from gunicorn import util
 from gunicorn.http import errors as http
 from gunicorn.http.message import Request
 from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers import gthread
 from werkzeug.exceptions import HTTPException, default_exceptions
+from werkzeug.test import Client
 
-from webapp import errors, security
+from webapp import errors, health, security
 
-# The most of a request the main loop looks at: enough for its path and Accept header.
+# The most of a request the main loop looks at: a liveness probe's whole head, and
+# enough of any other for its path and Accept header.
 PEEK_BYTES = 8192
+
+PROBE_LINE = re.compile(
+    rb"(GET|HEAD) %s HTTP/1\.([01])\r\n" % re.escape(health.LIVENESS_PATH.encode())
+)
+FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
+# Fields that make a request more than a probe: a body, an upgrade or an expectation,
+# or a cookie, which the app might answer with one of its own.
+NOT_A_PROBE = {b"content-length", b"transfer-encoding", b"upgrade", b"expect", b"cookie"}
 
 # What gunicorn refuses, with the status it gives each refusal (workers/base.py,
 # handle_error) and what to tell the client (None: the status's usual description).
@@ -135,6 +150,63 @@ def error_answer(status: int, message: str | None, head: bytes) -> tuple[HTTPExc
     return error, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def liveness_probe(head: bytes, max_fields: int) -> tuple[bytes, bytes, bool, int] | None:
+    """``(method, HTTP minor version, keep-alive, length)`` when ``head`` starts with a
+    whole, plain ``GET`` or ``HEAD /healthz``; None for anything else, which gunicorn's
+    parser and the app then take as usual."""
+    line = PROBE_LINE.match(head)
+    end = head.find(b"\r\n\r\n", line.end() - 2) if line else -1
+    if end < 0:
+        return None
+    fields = head[line.end() : end + 2].split(b"\r\n")[:-1]
+    if len(fields) > max_fields:
+        return None
+    keep_alive = line[2] == b"1"
+    for field in fields:
+        match = FIELD.fullmatch(field)
+        if match is None:
+            return None
+        name, value = match[1].lower(), match[2].lower()
+        if name in NOT_A_PROBE and (name, value) != (b"content-length", b"0"):
+            return None
+        if name == b"connection":
+            tokens = {token.strip() for token in value.split(b",")}
+            keep_alive = b"close" not in tokens and (keep_alive or b"keep-alive" in tokens)
+    return line[1], line[2], keep_alive, end + 4
+
+
+class Liveness:
+    """The app's answer to ``GET /healthz``, recorded when the worker boots."""
+
+    def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes):
+        self.status, self.headers, self.body = status, headers, body
+
+    @classmethod
+    def record(cls, app, log) -> "Liveness | None":
+        """Ask the app once; None (threads answer probes) if it does not say 200."""
+        try:
+            response = Client(app).get(health.LIVENESS_PATH)
+        except Exception:
+            log.exception("GET %s failed at boot; request threads answer it", health.LIVENESS_PATH)
+            return None
+        if response.status_code != 200:
+            log.warning("GET %s answered %s at boot", health.LIVENESS_PATH, response.status)
+            return None
+        return cls(response.status, response.headers.to_wsgi_list(), response.get_data())
+
+    def answer(self, method: bytes, minor: bytes, keep_alive: bool) -> bytes:
+        """The recorded answer, with the headers gunicorn adds to every answer."""
+        lines = [
+            f"HTTP/1.{minor.decode()} {self.status}",
+            f"Server: {gunicorn.SERVER}",
+            f"Date: {util.http_date()}",
+            f"Connection: {'keep-alive' if keep_alive else 'close'}",
+            *(f"{name}: {value}" for name, value in self.headers),
+        ]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return head if method == b"HEAD" else head + self.body
+
+
 def peek(sock: socket.socket) -> bytes | None:
     """What the socket holds, left in place: None when nothing has arrived yet, ``b""``
     at its end or on an error (the thread that reads it will find out which)."""
@@ -147,15 +219,22 @@ def peek(sock: socket.socket) -> bytes | None:
 
 
 class ThreadWorker(gthread.ThreadWorker):
-    """gunicorn's gthread worker, refusing requests in the app's shape."""
+    """gunicorn's gthread worker, answering liveness probes on its main loop and refusing
+    requests in the app's shape."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.liveness: Liveness | None = None
         self.current = threading.local()  # the start of the request this thread serves
 
+    def load_wsgi(self):
+        """Load the app, then record its answer to a liveness probe."""
+        super().load_wsgi()
+        self.liveness = Liveness.record(self.wsgi, self.log)
+
     def enqueue_req(self, conn):
-        """Keep the start of the request before a thread reads it; a new connection with
-        nothing to read yet waits on the main loop instead."""
+        """Answer a liveness probe here, or keep the start of the request before a thread
+        reads it. A new connection with nothing to read yet waits on the main loop."""
         if self.cfg.is_ssl or conn.is_http2:
             return super().enqueue_req(conn)
         unreader = getattr(conn.parser, "unreader", None)
@@ -163,8 +242,42 @@ class ThreadWorker(gthread.ThreadWorker):
         received = peek(conn.sock)
         if received is None and not buffered and not conn.initialized and self.cfg.keepalive:
             return self.wait_for_request(conn)
+        if received and not buffered and self.answer_liveness(conn, received):
+            return None
         conn.head = buffered + (received or b"")
         return super().enqueue_req(conn)
+
+    def answer_liveness(self, conn, received: bytes) -> bool:
+        """Answer a liveness probe on the main loop; False when it is not one."""
+        probe = liveness_probe(received, self.cfg.limit_request_fields)
+        if probe is None or self.liveness is None:
+            return False
+        method, minor, keep_alive, length = probe
+        room = len(self.keepalived_conns) < self.max_keepalived
+        keep_alive = keep_alive and self.alive and self.cfg.keepalive > 0 and room
+        answer = self.liveness.answer(method, minor, keep_alive)
+        try:
+            conn.sock.recv(length, socket.MSG_DONTWAIT)  # the probe, peeked already
+            sent = conn.sock.send(answer, socket.MSG_DONTWAIT)
+        except OSError:
+            sent = 0
+        if keep_alive and sent == len(answer):
+            self.keep_alive(conn)
+        else:
+            # Not gthread's graceful close, which may wait 2 s for the client on this loop:
+            # the probe was read whole, so closing sends no reset unless the client sent
+            # more after saying it would not.
+            self.nr_conns -= 1
+            conn.close()
+        return True
+
+    def keep_alive(self, conn):
+        """Watch an answered connection for its next request, as gthread does."""
+        conn.sock.setblocking(False)
+        conn.set_timeout()
+        self.keepalived_conns.append(conn)
+        readable = partial(self.on_client_socket_readable, conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, readable)
 
     def wait_for_request(self, conn):
         """Watch a new connection on the main loop until it has something to read, for as
