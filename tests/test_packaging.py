@@ -6,6 +6,8 @@ from pathlib import Path
 import yaml
 from honcho.environ import parse_procfile
 
+from tests import processes
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -19,6 +21,11 @@ def test_procfile_has_release_web_and_worker():
         "web": 'gunicorn -c python:webapp.gunicorn_conf "webapp:create_app()"',
         "worker": "python -m tasks.worker",
     }
+
+
+def test_tests_start_the_procfile_web_line():
+    quoted = " ".join(processes.WEB_COMMAND).replace("webapp:create_app()", '"webapp:create_app()"')
+    assert quoted == procfile()["web"]
 
 
 def test_compose_runs_the_procfile_commands_from_one_image():
