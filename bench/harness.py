@@ -61,7 +61,7 @@ def env(url: str, **settings: str) -> dict:
 
 @contextlib.contextmanager
 def web(url: str, **settings: str):
-    """gunicorn on a free port, as gunicorn.conf.py configures it; yields (host, port)."""
+    """gunicorn on a free port, as webapp/gunicorn_conf.py configures it; yields (host, port)."""
     port = processes.free_port()
     proc = processes.start_web(env(url, PORT=str(port), **settings), LOGS / f"web-{port}.log")
     try:

@@ -39,11 +39,12 @@ def start(command: list[str], env: dict, log_path: Path, cwd: Path = ROOT) -> su
         )
 
 
-def start_web(env: dict, log_path: Path) -> subprocess.Popen:
-    """The Procfile's web line."""
-    return start(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "webapp:create_app()"], env, log_path
-    )
+WEB_COMMAND = ["gunicorn", "-c", "python:webapp.gunicorn_conf", "webapp:create_app()"]
+
+
+def start_web(env: dict, log_path: Path, cwd: Path = ROOT) -> subprocess.Popen:
+    """The Procfile's web line (from ``cwd``: the settings are a module of the package)."""
+    return start([str(BIN / WEB_COMMAND[0]), *WEB_COMMAND[1:]], env, log_path, cwd)
 
 
 def start_worker(env: dict, log_path: Path, *args: str) -> subprocess.Popen:
@@ -64,6 +65,22 @@ def wait_for(url: str, status: int = 200, timeout: float = 30.0) -> requests.Res
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} did not answer {status} in {timeout}s (last: {last})")
+
+
+def exchange(port: int, data: bytes) -> tuple[int, dict[str, str], bytes, bytes]:
+    """Send ``data`` as it is on a new connection; the answer's status, headers (by lower-case
+    name) and body, then whatever else came before the server closed the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = sock.makefile("rb")
+        status = int(answer.readline().split()[1])
+        headers = {}
+        while (line := answer.readline().strip()) != b"":
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = answer.read(int(headers.get("content-length", 0)))
+        sock.shutdown(socket.SHUT_WR)
+        return status, headers, body, answer.read()
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:

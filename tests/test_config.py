@@ -18,6 +18,7 @@ def test_defaults():
     assert settings["DB_POOL_MIN_SIZE"] == 1
     assert settings["DB_POOL_MAX_SIZE"] == 4
     assert settings["DB_POOL_TIMEOUT"] == 1.5
+    assert settings["DB_LOCK_TIMEOUT_MS"] == 5000
     assert settings["QUEUE_MAX_WAIT_SECONDS"] == 300
 
 
@@ -37,6 +38,7 @@ def test_defaults():
         ({"WEB_POOL_MIN_SIZE": "5"}, "WEB_POOL_MAX_SIZE", "at least WEB_POOL_MIN_SIZE"),
         ({"DB_POOL_TIMEOUT": "-1"}, "DB_POOL_TIMEOUT", "greater than 0"),
         ({"DB_POOL_TIMEOUT": "soon"}, "DB_POOL_TIMEOUT", "number of seconds"),
+        ({"DB_LOCK_TIMEOUT_MS": "-1"}, "DB_LOCK_TIMEOUT_MS", "at least 0"),
         ({"QUEUE_MAX_WAIT_SECONDS": "0"}, "QUEUE_MAX_WAIT_SECONDS", "at least 1"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL", "must be one of DEBUG, INFO"),
     ],

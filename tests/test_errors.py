@@ -1,5 +1,7 @@
 """Errors are JSON under /api and HTML pages elsewhere; never a traceback."""
 
+import time
+
 import pytest
 
 from webapp import db
@@ -81,6 +83,35 @@ def test_a_statement_timeout_says_so_and_is_not_called_an_outage(
     assert "within the 300 ms" in message
     assert "unavailable" not in message
     assert client.get("/api/v1/jobs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/jobs", None),
+        # A defer goes through Procrastinate, which wraps the database's error.
+        ("POST", "/api/v1/jobs", {"task": "diagnostics:noop", "payload": {"organization_id": 1}}),
+    ],
+)
+def test_a_lock_wait_past_its_limit_is_a_503_naming_the_setting(
+    make_app, db_url, make_token, conn, method, path, body
+):
+    from tests.conftest import bearer
+
+    app = make_app(db_url, DB_LOCK_TIMEOUT_MS="300", DB_STATEMENT_TIMEOUT_MS="20000")
+    client = bearer(app.test_client(), make_token(None))
+    with conn.transaction():
+        conn.execute("LOCK TABLE procrastinate_jobs IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        response = client.open(path, method=method, json=body)
+        waited = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.headers["Cache-Control"] == "no-store"
+    message = response.get_json()["message"]
+    assert "did not grant a lock within the 300 ms" in message
+    assert "DB_LOCK_TIMEOUT_MS" in message
+    assert waited < 5
+    assert client.open(path, method=method, json=body).status_code in (200, 202)
 
 
 def test_a_refused_value_is_named_as_the_database_names_it(client):

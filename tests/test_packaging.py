@@ -6,6 +6,8 @@ from pathlib import Path
 import yaml
 from honcho.environ import parse_procfile
 
+from tests import processes
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -16,9 +18,14 @@ def procfile() -> dict[str, str]:
 def test_procfile_has_release_web_and_worker():
     assert procfile() == {
         "release": "flask --app webapp migrate",
-        "web": 'gunicorn -c gunicorn.conf.py "webapp:create_app()"',
+        "web": 'gunicorn -c python:webapp.gunicorn_conf "webapp:create_app()"',
         "worker": "python -m tasks.worker",
     }
+
+
+def test_tests_start_the_procfile_web_line():
+    quoted = " ".join(processes.WEB_COMMAND).replace("webapp:create_app()", '"webapp:create_app()"')
+    assert quoted == procfile()["web"]
 
 
 def test_compose_runs_the_procfile_commands_from_one_image():
@@ -50,7 +57,7 @@ def listed_in_env_example() -> set[str]:
 def test_env_example_lists_every_setting_the_code_reads():
     # Pool names are built from a prefix; DATABASE_URL is parse_database_url's default.
     read = POOL_SETTINGS | {"DATABASE_URL"}
-    sources = [*ROOT.glob("webapp/**/*.py"), *ROOT.glob("tasks/**/*.py"), ROOT / "gunicorn.conf.py"]
+    sources = [*ROOT.glob("webapp/**/*.py"), *ROOT.glob("tasks/**/*.py")]
     for path in sources:
         for pattern in SETTING_READS:
             read |= set(pattern.findall(path.read_text()))

@@ -165,11 +165,14 @@ def test_the_installed_wheel_migrates_serves_and_runs_a_job(installed, tmp_path)
     organization_id = int(re.search(r"organization (\d+)", created).group(1))
     token = installed.flask("tokens", "create", "--org", "Acme", "--name", "wheel").split()[-1]
 
-    # gunicorn.conf.py is not part of the wheel; no control socket in the home folder.
+    # The Procfile's web line: its settings are a module of the installed package.
     port = processes.free_port()
-    gunicorn = ["gunicorn", "--bind", f"127.0.0.1:{port}", "--no-control-socket"]
     web = installed.start(
-        [*gunicorn, "webapp:create_app()"], tmp_path / "web.log", SECRET_KEY=TEST_SECRET
+        processes.WEB_COMMAND,
+        tmp_path / "web.log",
+        SECRET_KEY=TEST_SECRET,
+        PORT=str(port),
+        WEB_CONCURRENCY="1",
     )
     worker = None
     try:

@@ -136,6 +136,9 @@ def database_settings(environ: Mapping[str, str], prefix: str, max_size: int) ->
         "DB_POOL_MAX_SIZE": max_size,
         "DB_CONNECT_TIMEOUT": parse_int(environ, "DB_CONNECT_TIMEOUT", 5, minimum=1),
         "DB_STATEMENT_TIMEOUT_MS": parse_int(environ, "DB_STATEMENT_TIMEOUT_MS", 30_000),
+        # A request waiting on a lock holds a thread and a connection; 0 waits as long as
+        # the statement timeout allows.
+        "DB_LOCK_TIMEOUT_MS": parse_int(environ, "DB_LOCK_TIMEOUT_MS", 5_000),
     }
 
 
@@ -147,7 +150,8 @@ def web_settings(environ: Mapping[str, str], serving: bool = True) -> dict:
         parse_secret_key(environ, environment) if serving or environ.get("SECRET_KEY") else None
     )
     return {
-        # One connection per gunicorn thread by default (gunicorn.conf.py reads WEB_THREADS).
+        # One connection per gunicorn thread by default (webapp/gunicorn_conf.py reads
+        # WEB_THREADS too).
         **database_settings(environ, "WEB", max_size=parse_int(environ, "WEB_THREADS", 4, 1)),
         "HOWDAH_ENV": environment,
         "SECRET_KEY": secret_key,

@@ -2,7 +2,7 @@
 
 The pool opens lazily, once per process id, so it is never shared across a
 fork (gunicorn's master never opens it; each worker opens its own, eagerly
-from ``gunicorn.conf.py`` or on first use).
+from ``webapp/gunicorn_conf.py`` or on first use).
 """
 
 import logging
@@ -77,7 +77,10 @@ class Database:
                 kwargs={
                     "connect_timeout": config["DB_CONNECT_TIMEOUT"],
                     "application_name": self._application_name,
-                    "options": f"-c statement_timeout={config['DB_STATEMENT_TIMEOUT_MS']}",
+                    "options": (
+                        f"-c statement_timeout={config['DB_STATEMENT_TIMEOUT_MS']}"
+                        f" -c lock_timeout={config['DB_LOCK_TIMEOUT_MS']}"
+                    ),
                 },
                 configure=_configure,
                 check=check_connection,

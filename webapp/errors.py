@@ -7,8 +7,10 @@ from typing import Any, NoReturn
 import procrastinate
 import psycopg
 from flask import Flask, current_app, render_template, request
+from gunicorn.http.errors import ParseException
 from jinja2 import TemplateNotFound
 from werkzeug.exceptions import (
+    BadRequest,
     HTTPException,
     InternalServerError,
     ServiceUnavailable,
@@ -33,12 +35,17 @@ def wants_json() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
 
 
+def json_body(error: HTTPException) -> dict:
+    """The JSON shape of every API error: the status name, a message and any extra fields
+    (gunicorn's worker answers in it too, in webapp/gunicorn_worker.py)."""
+    return {"error": error.name, "message": error.description, **getattr(error, "extra", {})}
+
+
 def render_error(error: HTTPException):
     """Render an HTTP error as JSON ``{error, message}`` or as ``errors/<code>.html``."""
     response = error.get_response()
     if wants_json():
-        body = {"error": error.name, "message": error.description, **getattr(error, "extra", {})}
-        response.data = json.dumps(body)
+        response.data = json.dumps(json_body(error))
         response.content_type = "application/json"
         return response
     try:
@@ -46,6 +53,12 @@ def render_error(error: HTTPException):
     except TemplateNotFound:
         body = render_template("errors/error.html", error=error)
     return body, error.code, response.headers
+
+
+def malformed_body(exc: ParseException):
+    """A body gunicorn could not read as the app read it (a malformed chunk): a 400."""
+    log.info("malformed request body: %s", exc, extra={"action": "malformed_body"})
+    return render_error(BadRequest("The request body is malformed."))
 
 
 def unstorable_value(exc: psycopg.DataError):
@@ -68,10 +81,24 @@ def statement_timeout(exc: psycopg.errors.QueryCanceled):
     )
 
 
+def lock_timeout(exc: psycopg.errors.LockNotAvailable):
+    """A lock not granted within DB_LOCK_TIMEOUT_MS: another transaction holds it."""
+    log.warning("lock not granted: %s", exc, extra={"action": "db_lock_timeout"})
+    limit = current_app.config["DB_LOCK_TIMEOUT_MS"]
+    return render_error(
+        ServiceUnavailable(
+            f"The database did not grant a lock within the {limit} ms this service allows"
+            " (DB_LOCK_TIMEOUT_MS): another transaction holds it; try again shortly."
+        )
+    )
+
+
 def connector_error(exc: Exception):
     """Procrastinate wraps database errors; an outage among them is a 503 as well."""
     if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
         return statement_timeout(exc.__cause__)
+    if isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+        return lock_timeout(exc.__cause__)
     if isinstance(exc.__cause__, db.UNAVAILABLE_ERRORS):
         return database_unavailable(exc.__cause__)
     if isinstance(exc.__cause__, psycopg.DataError):
@@ -116,8 +143,10 @@ def init_app(app: Flask) -> None:
     for error_class in db.UNAVAILABLE_ERRORS:
         app.register_error_handler(error_class, database_unavailable)
     app.register_error_handler(psycopg.errors.QueryCanceled, statement_timeout)
+    app.register_error_handler(psycopg.errors.LockNotAvailable, lock_timeout)
     app.register_error_handler(psycopg.errors.UndefinedTable, schema_missing)
     app.register_error_handler(psycopg.DataError, unstorable_value)
+    app.register_error_handler(ParseException, malformed_body)
     app.register_error_handler(procrastinate.exceptions.ConnectorException, connector_error)
     app.register_error_handler(audit.AuditFailed, audit_failed)
     app.register_error_handler(Exception, unexpected_error)

@@ -10,8 +10,12 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__)
 
+# gunicorn's worker answers a plain GET or HEAD of it on its main loop, with the answer
+# this route gave when the worker booted (webapp/gunicorn_worker.py): keep it constant.
+LIVENESS_PATH = "/healthz"
 
-@bp.get("/healthz")
+
+@bp.get(LIVENESS_PATH)
 def liveness():
     """200 while the process serves requests; touches nothing else."""
     return {"status": "ok"}

@@ -21,12 +21,16 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+# On every response, the app's and those gunicorn's worker writes itself
+# (webapp/gunicorn_worker.py).
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
+# On everything but static files: pages and API answers may hold a tenant's data.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 # The HTML forms hold a few short fields. Every body is refused (413) past
@@ -58,10 +62,9 @@ class SessionInterface(SecureCookieSessionInterface):
 def add_headers(response):
     """Security headers on every response, no caching of anything but static files, and
     flask-login's remember cookie Secure over HTTPS."""
-    for name, value in HEADERS.items():
+    uncached = NO_STORE if request.endpoint != "static" else {}
+    for name, value in {**HEADERS, **uncached}.items():
         response.headers.setdefault(name, value)
-    if request.endpoint != "static":  # pages and API answers may hold a tenant's data
-        response.headers.setdefault("Cache-Control", "no-store")
     if request.is_secure:
         cookies = response.headers.getlist("Set-Cookie")
         response.headers.remove("Set-Cookie")
