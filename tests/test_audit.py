@@ -78,6 +78,23 @@ def test_a_sign_in_is_rolled_back_with_its_audit_entry(auth, make_user, conn, re
     assert auth.client.get("/api/v1/jobs").status_code == 401  # nobody is signed in
 
 
+def test_a_sign_out_is_rolled_back_with_its_audit_entry(auth, make_user, conn):
+    email = make_user("op@acme.example", 1, "operator")
+    assert auth.login(email).status_code == 302
+    conn.execute(
+        "ALTER TABLE audit_log ADD CONSTRAINT no_logout CHECK (action <> 'logout') NOT VALID"
+    )
+    try:
+        response = auth.logout()
+    finally:
+        conn.execute("ALTER TABLE audit_log DROP CONSTRAINT no_logout")
+    assert response.status_code == 500
+    assert REFUSED in response.get_data(as_text=True)
+    live = "SELECT count(*) FROM user_sessions WHERE revoked_at IS NULL"
+    assert conn.execute(live).fetchone()[0] == 1
+    assert auth.client.get("/api/v1/jobs").status_code == 200  # still signed in
+
+
 def test_a_cli_change_is_rolled_back_with_its_audit_entry(runner, conn, refused_audit):
     result = runner.invoke(args=["orgs", "create", "Initech"])
     assert result.exit_code == 1

@@ -204,6 +204,19 @@ def test_concurrent_wrong_passwords_get_exactly_the_limit_checked(make_app, db_u
     assert checked == 5
 
 
+def test_a_person_in_no_organization_is_not_signed_in(auth, make_user, conn):
+    email = make_user("gone@acme.example", 1, "operator")
+    conn.execute("DELETE FROM memberships")
+    response = auth.login(email)
+    assert response.status_code == 200
+    assert "Invalid email or password." in response.get_data(as_text=True)
+    assert conn.execute("SELECT count(*) FROM user_sessions").fetchone()[0] == 0
+    reason = conn.execute(
+        "SELECT details ->> 'reason' FROM audit_log WHERE action = 'login.failed'"
+    ).fetchone()[0]
+    assert reason == "the account belongs to no organization"
+
+
 def test_login_without_csrf_token_is_400_and_signs_nobody_in(app, operator):
     client = app.test_client()
     response = client.post("/login", data={"email": operator, "password": TEST_PASSWORD})

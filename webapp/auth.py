@@ -7,6 +7,7 @@ so signing out or changing a password ends the session on the server.
 import datetime
 from urllib.parse import urlsplit
 
+import psycopg
 from flask import (
     Blueprint,
     Flask,
@@ -130,7 +131,19 @@ def sign_in(email: str, password: str, lifetime: datetime.timedelta):
         if user is None:
             audit.record("login.failed", target_type="user", target_id=email)
             return None
-        principal = accounts.load_session(conn, accounts.start_session(conn, user["id"], lifetime))
+        with conn.transaction() as attempt:
+            session_id = accounts.start_session(conn, user["id"], lifetime)
+            principal = accounts.load_session(conn, session_id)
+            if principal is None:  # in no organization: nothing to sign in to
+                raise psycopg.Rollback(attempt)
+        if principal is None:
+            audit.record(
+                "login.failed",
+                target_type="user",
+                target_id=email,
+                details={"reason": "the account belongs to no organization"},
+            )
+            return None
         audit.record(
             "login.succeeded",
             target_type="user",
@@ -167,8 +180,10 @@ def logout():
     """End the session on the server and in the browser."""
     form = LogoutForm()
     if form.validate_on_submit() and current_user.is_authenticated:
-        accounts.end_session(db.get_conn(), current_user.session_id)
-        audit.record("logout", target_type="user", target_id=current_user.label)
+        conn = db.get_conn()
+        with conn.transaction():  # the session ends with its audit entry, or not at all
+            accounts.end_session(conn, current_user.session_id)
+            audit.record("logout", target_type="user", target_id=current_user.label)
         logout_user()
     session.clear()
     flash("You are signed out.", "success")
