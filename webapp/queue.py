@@ -298,7 +298,7 @@ class QueueService:
                 return job["id"]
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.table_name == "job_retries":
-                raise InvalidState("this job was retried already") from None
+                raise InvalidState("this job was retried already, a moment ago") from None
             raise InvalidState("a job with this job's idempotency key is waiting") from None
 
 

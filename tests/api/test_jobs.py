@@ -1,6 +1,8 @@
 """POST/GET /api/v1/jobs and friends: every status code, on a real PostgreSQL."""
 
 import datetime
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -317,6 +319,50 @@ def test_a_cancelled_job_is_retried_once_and_its_copy_after_that(client, conn):
     assert second["retried_from"] == copy and second["status"] == "todo"
     assert client.post(f"/api/v1/jobs/{copy}/retry").status_code == 409
     assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 3
+
+
+def test_concurrent_retries_make_one_copy_and_each_refusal_names_it(
+    make_app, db_url, make_token, conn
+):
+    app = make_app(db_url, WEB_POOL_MAX_SIZE="20", DB_POOL_TIMEOUT="30")
+    token = make_token(1)
+    clients = [bearer(app.test_client(), token) for _ in range(20)]
+    original = post(clients[0], SMS).get_json()["id"]
+    clients[0].post(f"/api/v1/jobs/{original}/cancel")
+    start = threading.Barrier(len(clients))
+
+    def retry(client):
+        start.wait()
+        return client.post(f"/api/v1/jobs/{original}/retry")
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        responses = list(pool.map(retry, clients))
+    (copy,) = [r.get_json()["id"] for r in responses if r.status_code == 202]
+    refusals = [r.get_json() for r in responses if r.status_code == 409]
+    assert len(refusals) == 19
+    assert {refusal["retried_as"] for refusal in refusals} == {copy}
+    assert conn.execute("SELECT count(*) FROM job_retries").fetchone()[0] == 1
+
+
+def test_a_retried_copy_keeps_the_idempotency_key(client):
+    keyed = {**SMS, "idempotency_key": "order-77"}
+    original = post(client, keyed).get_json()["id"]
+    client.post(f"/api/v1/jobs/{original}/cancel")
+    copy = client.post(f"/api/v1/jobs/{original}/retry").get_json()["id"]
+    again = post(client, keyed)
+    assert again.status_code == 409
+    assert again.get_json()["job_id"] == copy
+
+
+def test_a_retry_is_refused_while_a_job_with_its_key_waits(client):
+    keyed = {**SMS, "idempotency_key": "order-78"}
+    original = post(client, keyed).get_json()["id"]
+    client.post(f"/api/v1/jobs/{original}/cancel")
+    waiting = post(client, keyed).get_json()["id"]
+    refused = client.post(f"/api/v1/jobs/{original}/retry")
+    assert refused.status_code == 409
+    assert "idempotency key" in refused.get_json()["message"]
+    assert client.get(f"/api/v1/jobs/{waiting}").get_json()["status"] == "todo"
 
 
 def test_a_manual_retry_does_not_count_the_failed_run_again(admin_client, conn):

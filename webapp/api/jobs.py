@@ -238,7 +238,8 @@ def retry_job(job_id: int):
         try:
             new_id = get_queue().retry(job, tenancy.is_platform())
         except InvalidState as exc:
-            extra = {} if job["retried_as"] is None else {"retried_as": job["retried_as"]}
+            retried_as = get_job_or_404(job_id)["retried_as"]  # another retry may have won
+            extra = {} if retried_as is None else {"retried_as": retried_as}
             api_error(409, str(exc), status=job["status"], **extra)
         except TaskNotAllowed as exc:
             api_error(403, str(exc))

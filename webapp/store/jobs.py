@@ -123,14 +123,15 @@ def clear_abort_request(conn: psycopg.Connection, job_id: int) -> None:
 
 
 def copy_job(conn: psycopg.Connection, job_id: int) -> int:
-    """Defer a new job with the task, queue, priority and arguments (as stored, so even
-    arguments Python cannot load survive) of ``job_id``, and record it as that job's
-    retry; returns the new id. Raises UniqueViolation if the job was retried before."""
+    """Defer a new job with the task, queue, priority, idempotency key and arguments (as
+    stored, so even arguments Python cannot load survive) of ``job_id``, and record it as
+    that job's retry; returns the new id. Raises UniqueViolation if the job was retried
+    before, or if a job with its idempotency key is waiting."""
     row = conn.execute(
         """
         WITH copy AS (
             SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(queue_name, task_name, priority,
-                    NULL, NULL, args, NULL)::procrastinate_job_to_defer_v1]))[1] AS id
+                    NULL, queueing_lock, args, NULL)::procrastinate_job_to_defer_v1]))[1] AS id
             FROM procrastinate_jobs WHERE id = %(id)s
         )
         INSERT INTO job_retries (job_id, retry_job_id) SELECT %(id)s, id FROM copy
