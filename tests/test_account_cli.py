@@ -149,3 +149,40 @@ def test_commands_on_an_unmigrated_database_say_so_in_one_line(make_app, empty_d
     assert result.output.strip().splitlines() == [
         "Error: the database schema is not installed; run `flask --app webapp migrate`"
     ]
+
+
+LONG_EMAIL = "a" * 400 + "@x.example"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["users", "create", "--email", "@", "--org", "Acme", "--role", "viewer"], "not an email"),
+        (["users", "create", "--email", "a@", "--org", "Acme", "--role", "viewer"], "not an email"),
+        (
+            ["users", "create", "--email", LONG_EMAIL, "--org", "Acme", "--role", "viewer"],
+            "longer than the 320 characters",
+        ),
+        (["orgs", "create", "o" * 201], "at most 200 characters"),
+        (["orgs", "create", "bad\x01name"], "control characters"),
+        (["tokens", "create", "--org", "Acme", "--expires-days", "99999999"], "Invalid value"),
+    ],
+)
+def test_out_of_bounds_values_are_refused_in_one_line(runner, acme, args, message):
+    result = invoke(runner, *args, stdin="long enough password\n")
+    assert result.exit_code != 0
+    assert message in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_value_the_database_refuses_is_said_in_one_line(runner, acme, conn):
+    conn.execute("ALTER TABLE organizations ADD CONSTRAINT no_initech CHECK (name <> 'Initech')")
+    try:
+        result = invoke(runner, "orgs", "create", "Initech")
+    finally:
+        conn.execute("ALTER TABLE organizations DROP CONSTRAINT no_initech")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        'Error: the database refused a value: new row for relation "organizations" violates'
+        ' check constraint "no_initech"'
+    ]

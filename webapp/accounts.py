@@ -18,6 +18,9 @@ ROLES = ("admin", "operator", "viewer")
 WRITERS = {"admin", "operator"}
 TOKEN_PREFIX = "hwd_"  # noqa: S105 - the public marker that starts every token
 MIN_PASSWORD = 12
+MAX_EMAIL = 320  # what the sign-in form accepts
+MAX_ORGANIZATION_NAME = 200
+MAX_TOKEN_DAYS = 3650
 
 
 @functools.cache
@@ -57,6 +60,27 @@ class Principal:
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
+
+
+def email_problem(email: str) -> str | None:
+    """Why ``email`` (normalised) cannot be an account's address; None if it can."""
+    local, at, domain = email.rpartition("@")
+    if not (at and local and domain) or not email.isprintable() or " " in email:
+        return "is not an email address"
+    if len(email) > MAX_EMAIL:
+        return f"is longer than the {MAX_EMAIL} characters the sign-in form takes"
+    return None
+
+
+def organization_name_problem(name: str) -> str | None:
+    """Why ``name`` (stripped) cannot name an organization; None if it can."""
+    if not name:
+        return "must not be empty"
+    if len(name) > MAX_ORGANIZATION_NAME:
+        return f"must be at most {MAX_ORGANIZATION_NAME} characters"
+    if not name.isprintable():
+        return "must not hold control characters"
+    return None
 
 
 def hash_secret(secret: str) -> str:
@@ -120,8 +144,10 @@ def sign_in_wait(
     """Seconds this caller must wait before trying this account again, or None.
 
     Call it in the transaction that checks the password and records the outcome: it
-    takes the account's sign-in lock, so concurrent tries are counted one by one and the
-    limits hold exactly.
+    takes the account's sign-in lock, so concurrent tries at one account are counted one
+    by one and its limits hold exactly. (Tries from one address at different accounts
+    are not serialised, which would cap sign-ins from behind one proxy: the per-address
+    limit can be passed by as many tries as arrive at the same moment.)
     """
     email = normalize_email(email)
     audit_store.lock_sign_ins(conn, email)

@@ -6,11 +6,14 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from webapp import audit
+from webapp.config import DATABASE_URL_REQUIRED, ConfigError
 
 
 def connect() -> psycopg.Connection:
     """A dedicated autocommit connection for a command (never the request pool)."""
     config = current_app.config
+    if config["DATABASE_URL"] is None:
+        raise ConfigError("DATABASE_URL", DATABASE_URL_REQUIRED)
     try:
         return psycopg.connect(
             config["DATABASE_URL"],
@@ -35,6 +38,9 @@ class Commands(AppGroup):
             ) from None
         except psycopg.OperationalError as exc:
             raise click.ClickException(f"the database failed: {exc}".strip()) from None
+        except (psycopg.IntegrityError, psycopg.DataError) as exc:
+            reason = exc.diag.message_primary or str(exc).partition("\n")[0]
+            raise click.ClickException(f"the database refused a value: {reason}") from None
 
 
 def audited(conn: psycopg.Connection, action: str, **entry) -> None:

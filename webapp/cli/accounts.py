@@ -46,8 +46,9 @@ def find_organization(conn: psycopg.Connection, ref: str) -> dict:
 def create_organization(name: str) -> None:
     """Create an organization."""
     name = name.strip()
-    if not name:
-        raise click.ClickException("the name must not be empty")
+    problem = accounts.organization_name_problem(name)
+    if problem:
+        raise click.ClickException(f"the name {problem}")
     with connect() as conn, conn.transaction():
         try:
             organization = store.insert_organization(conn, name)
@@ -71,8 +72,9 @@ def create_organization(name: str) -> None:
 def create_user(email: str, org_ref: str, role: str, password_stdin: bool) -> None:
     """Create a person with a role in an organization (admin: every organization)."""
     email = accounts.normalize_email(email)
-    if "@" not in email:
-        raise click.ClickException(f"{email!r} is not an email address")
+    problem = accounts.email_problem(email)
+    if problem:
+        raise click.ClickException(f"{email[:80]!r} {problem}")
     password_hash = accounts.hash_password(read_password(password_stdin))
     with connect() as conn, conn.transaction():
         organization = find_organization(conn, org_ref)
@@ -113,7 +115,11 @@ def set_password(email: str, password_stdin: bool) -> None:
 @click.option("--org", "org_ref", help="Organization name or id.")
 @click.option("--platform", is_flag=True, help="A platform token (the /api/admin routes).")
 @click.option("--name", default="", help="A label to tell the token apart.")
-@click.option("--expires-days", type=click.IntRange(min=1), help="Days until it expires.")
+@click.option(
+    "--expires-days",
+    type=click.IntRange(1, accounts.MAX_TOKEN_DAYS),
+    help="Days until it expires.",
+)
 def create_token(org_ref: str | None, platform: bool, name: str, expires_days: int | None) -> None:
     """Create an API token; its secret is printed once and never stored."""
     if bool(org_ref) == platform:
