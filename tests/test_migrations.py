@@ -199,3 +199,23 @@ ALTERS_PROCRASTINATE = re.compile(
 def test_our_migrations_never_alter_procrastinate_objects(migration):
     assert not ALTERS_PROCRASTINATE.search(migration.sql)
     assert migration.sql.lstrip().startswith("--"), "each migration opens with a comment on why"
+
+
+@pytest.mark.parametrize(
+    ("command", "shows"),
+    [
+        (["-m", "flask", "--app", "webapp", "--help"], "migrate"),
+        (["-m", "tasks.worker", "--help"], "--concurrency"),
+    ],
+)
+def test_help_needs_no_database_url(command, shows):
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert shows in result.stdout

@@ -88,11 +88,14 @@ def parse_log_level(environ: Mapping[str, str]) -> str:
     return value
 
 
+DATABASE_URL_REQUIRED = "is required (for example postgresql://postgres@localhost/howdah)"
+
+
 def parse_database_url(environ: Mapping[str, str], name: str = "DATABASE_URL") -> str:
     """Read a required PostgreSQL URL (postgresql://user@host:port/dbname)."""
     raw = environ.get(name, "").strip()
     if not raw:
-        raise ConfigError(name, "is required (for example postgresql://postgres@localhost/howdah)")
+        raise ConfigError(name, DATABASE_URL_REQUIRED)
     if not raw.startswith(("postgresql://", "postgres://")):
         raise ConfigError(name, "must be a postgresql:// URL")
     try:
@@ -124,14 +127,20 @@ def parse_secret_key(environ: Mapping[str, str], environment: str) -> str:
     return raw
 
 
-def database_settings(environ: Mapping[str, str], prefix: str, max_size: int) -> dict:
-    """Connection-pool settings shared by the web and worker processes."""
+def database_settings(
+    environ: Mapping[str, str], prefix: str, max_size: int, url_required: bool = True
+) -> dict:
+    """Connection-pool settings shared by the web and worker processes. Without
+    ``url_required``, a missing DATABASE_URL is None, for the command that uses it to
+    refuse (so ``--help`` needs none)."""
     min_size = parse_int(environ, f"{prefix}_POOL_MIN_SIZE", 1, minimum=0)
     max_size = parse_int(environ, f"{prefix}_POOL_MAX_SIZE", max_size, minimum=1)
     if max_size < min_size:
         raise ConfigError(f"{prefix}_POOL_MAX_SIZE", f"must be at least {prefix}_POOL_MIN_SIZE")
     return {
-        "DATABASE_URL": parse_database_url(environ),
+        "DATABASE_URL": parse_database_url(environ)
+        if url_required or environ.get("DATABASE_URL", "").strip()
+        else None,
         "DB_POOL_MIN_SIZE": min_size,
         "DB_POOL_MAX_SIZE": max_size,
         "DB_CONNECT_TIMEOUT": parse_int(environ, "DB_CONNECT_TIMEOUT", 5, minimum=1),
@@ -152,7 +161,12 @@ def web_settings(environ: Mapping[str, str], serving: bool = True) -> dict:
     return {
         # One connection per gunicorn thread by default (webapp/gunicorn_conf.py reads
         # WEB_THREADS too).
-        **database_settings(environ, "WEB", max_size=parse_int(environ, "WEB_THREADS", 4, 1)),
+        **database_settings(
+            environ,
+            "WEB",
+            max_size=parse_int(environ, "WEB_THREADS", 4, 1),
+            url_required=serving,
+        ),
         "HOWDAH_ENV": environment,
         "SECRET_KEY": secret_key,
         "DB_POOL_TIMEOUT": parse_seconds(environ, "DB_POOL_TIMEOUT", 1.5),
@@ -185,16 +199,24 @@ def housekeeping_settings(environ: Mapping[str, str]) -> dict:
     }
 
 
-def worker_settings(environ: Mapping[str, str]) -> dict:
-    """Everything the worker process needs; a worker needs no SECRET_KEY."""
+def worker_flag_settings(environ: Mapping[str, str]) -> dict:
+    """The settings the worker's command-line flags default to (no database needed, so
+    ``--help`` works anywhere)."""
     queues = [q.strip() for q in environ.get("WORKER_QUEUES", "").split(",") if q.strip()]
     return {
-        **database_settings(environ, "WORKER", max_size=8),
-        **housekeeping_settings(environ),
         "WORKER_CONCURRENCY": parse_int(environ, "WORKER_CONCURRENCY", 10, minimum=1),
         "WORKER_QUEUES": queues,
         "WORKER_NAME": environ.get("WORKER_NAME", "").strip() or None,
         "WORKER_SHUTDOWN_TIMEOUT": parse_seconds(environ, "WORKER_SHUTDOWN_TIMEOUT", 30.0),
+    }
+
+
+def worker_settings(environ: Mapping[str, str]) -> dict:
+    """Everything the worker process needs; a worker needs no SECRET_KEY."""
+    return {
+        **database_settings(environ, "WORKER", max_size=8),
+        **housekeeping_settings(environ),
+        **worker_flag_settings(environ),
         "WORKER_POLL_INTERVAL": parse_seconds(environ, "WORKER_POLL_INTERVAL", 0.5),
         # 0: no cap. Otherwise at most this many jobs of one organization run at once,
         # across every worker and queue.

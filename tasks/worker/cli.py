@@ -20,7 +20,7 @@ import psycopg_pool
 
 from tasks.app import app
 from tasks.worker.runner import Settings, Worker
-from webapp.config import worker_settings
+from webapp.config import worker_flag_settings, worker_settings
 from webapp.store import loaders
 
 log = logging.getLogger("tasks.worker")
@@ -151,7 +151,8 @@ def configure_logging(level: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse settings and flags, configure logging, run."""
+    # The flags first: --help and a bad flag need no database settings.
+    options = parse_args(sys.argv[1:] if argv is None else argv, worker_flag_settings(os.environ))
     settings = worker_settings(os.environ)
-    options = parse_args(sys.argv[1:] if argv is None else argv, settings)
     configure_logging(settings["LOG_LEVEL"])
     return asyncio.run(run(options, settings))
