@@ -1,7 +1,7 @@
 """``make run``: the whole service on one machine, with honcho.
 
 Without DATABASE_URL it starts an embedded PostgreSQL whose data lives in
-HOWDAH_DATA_DIR (``./var``). It then applies migrations and runs the Procfile's
+HOWDAH_DATA_DIR (``var/`` in the checkout). It then applies migrations and runs the Procfile's
 ``web`` and ``worker`` processes. Ctrl-C or SIGTERM stops them all, and the
 embedded server with them. It needs the ``dev`` extra, which ``make run`` installs.
 """
@@ -125,6 +125,13 @@ def run_processes(env: dict) -> int:
 
 def main() -> int:
     """Start the database if needed, run everything, and always stop what we started."""
+    if not (ROOT / "Procfile").is_file():
+        print(
+            "howdah: make run needs a checkout of the repository (it runs its Procfile);"
+            " an installed Howdah runs its processes itself, as the README says",
+            file=sys.stderr,
+        )
+        return 1
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     data_dir = Path(os.environ.get("HOWDAH_DATA_DIR") or ROOT / "var").resolve()
