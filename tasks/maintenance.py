@@ -82,25 +82,40 @@ async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) 
     pass_context=True,
 )
 async def purge_finished_jobs(context: procrastinate.JobContext, timestamp: int) -> dict:
-    """Delete finished jobs and their attempt records after the retention period.
+    """Delete finished jobs and their attempt records after the retention period, and
+    failed sign-ins and ended sessions after theirs.
 
     Housekeeping runs themselves are kept for a day. A run stops after
     ``PURGE_BUDGET_SECONDS`` so that it never holds the housekeeping slot for long.
     """
-    days = housekeeping_settings(os.environ)["JOB_RETENTION_DAYS"]
+    settings = housekeeping_settings(os.environ)
+    days = settings["JOB_RETENTION_DAYS"]
     now = datetime.datetime.now(datetime.UTC)
     deadline = time.monotonic() + PURGE_BUDGET_SECONDS
     deleted = await purge(context, now - datetime.timedelta(days=days), None, deadline)
     deleted += await purge(context, now - HOUSEKEEPING_RETENTION, queues.HOUSEKEEPING, deadline)
     async with pool(context).connection() as conn:
         workers = await store.delete_old_worker_records(conn, now - datetime.timedelta(days=days))
+    sign_in_cutoff = now - datetime.timedelta(days=settings["SIGN_IN_RETENTION_DAYS"])
+    sign_ins = 0
+    while time.monotonic() < deadline:
+        async with pool(context).connection() as conn:
+            count = await store.delete_old_sign_in_records(conn, sign_in_cutoff, PURGE_BATCH)
+        sign_ins += count
+        if count < PURGE_BATCH:
+            break
     log.info(
-        "purged %d finished jobs and %d worker records",
+        "purged %d finished jobs, %d worker records and %d sign-in records",
         deleted,
         workers,
+        sign_ins,
         extra={"action": "purge_finished_jobs"},
     )
-    return {"deleted": deleted, "worker_records_deleted": workers}
+    return {
+        "deleted": deleted,
+        "worker_records_deleted": workers,
+        "sign_in_records_deleted": sign_ins,
+    }
 
 
 async def purge(

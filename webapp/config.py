@@ -196,6 +196,7 @@ def housekeeping_settings(environ: Mapping[str, str]) -> dict:
         "WORKER_STALLED_AFTER": parse_int(environ, "WORKER_STALLED_AFTER", 30, minimum=15),
         "LOST_JOB_MAX_ATTEMPTS": parse_int(environ, "LOST_JOB_MAX_ATTEMPTS", 5, minimum=1),
         "JOB_RETENTION_DAYS": parse_int(environ, "JOB_RETENTION_DAYS", 7, minimum=1),
+        "SIGN_IN_RETENTION_DAYS": parse_int(environ, "SIGN_IN_RETENTION_DAYS", 30, minimum=1),
     }
 
 

@@ -275,12 +275,38 @@ def test_purge_deletes_old_finished_jobs_their_attempts_and_old_housekeeping_run
 
     result = run_task(db_url, maintenance.purge_finished_jobs, monkeypatch, JOB_RETENTION_DAYS=7)
 
-    assert result == {"deleted": 5, "worker_records_deleted": 0}
+    assert result == {"deleted": 5, "worker_records_deleted": 0, "sign_in_records_deleted": 0}
     left = {row[0] for row in conn.execute("SELECT id FROM procrastinate_jobs")}
     assert left == {recent, old_waiting, housekeeping_new}
     attempts = {row[0] for row in conn.execute("SELECT job_id FROM job_attempts")}
     assert attempts == left
     assert not {*old_done, housekeeping_old} & attempts
+
+
+def test_purge_deletes_old_failed_sign_ins_and_ended_sessions(db_url, conn, monkeypatch):
+    conn.execute(
+        "INSERT INTO audit_log (actor_type, action, target_id, at) VALUES"
+        " ('anonymous', 'login.failed', 'old@x.example', now() - interval '31 days'),"
+        " ('anonymous', 'login.failed', 'new@x.example', now() - interval '29 days'),"
+        " ('cli', 'user.create', 'old@x.example', now() - interval '400 days')"
+    )
+    conn.execute("INSERT INTO users (email, password_hash) VALUES ('a@x.example', 'x')")
+    conn.execute(
+        "INSERT INTO user_sessions (id_hash, user_id, expires_at, revoked_at)"
+        " SELECT h, (SELECT id FROM users), e, r FROM (VALUES"
+        "  ('expired', now() - interval '31 days', NULL::timestamptz),"
+        "  ('revoked', now() + interval '1 day', now() - interval '31 days'),"
+        "  ('live', now() + interval '1 day', NULL),"
+        "  ('lately', now() - interval '1 day', NULL)) AS s(h, e, r)"
+    )
+    result = run_task(
+        db_url, maintenance.purge_finished_jobs, monkeypatch, SIGN_IN_RETENTION_DAYS=30
+    )
+    assert result["sign_in_records_deleted"] == 3
+    left = conn.execute("SELECT action, target_id FROM audit_log ORDER BY id").fetchall()
+    assert left == [("login.failed", "new@x.example"), ("user.create", "old@x.example")]
+    sessions = {row[0] for row in conn.execute("SELECT id_hash FROM user_sessions")}
+    assert sessions == {"live", "lately"}
 
 
 def test_purge_keeps_a_job_with_any_recent_event(db_url, conn, finished_job, monkeypatch):

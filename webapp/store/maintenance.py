@@ -80,3 +80,30 @@ async def delete_old_worker_records(
         (cutoff,),
     )
     return cursor.rowcount
+
+
+async def delete_old_sign_in_records(
+    conn: psycopg.AsyncConnection, cutoff: datetime.datetime, limit: int
+) -> int:
+    """Delete up to ``limit`` failed sign-ins, and as many ended or expired sessions,
+    from before ``cutoff``: anyone can add them, so they must not pile up for ever."""
+    cursor = await conn.execute(
+        """
+        WITH failures AS (
+            DELETE FROM audit_log WHERE id IN (
+                SELECT id FROM audit_log
+                WHERE action = 'login.failed' AND at < %(cutoff)s
+                ORDER BY at LIMIT %(limit)s
+            ) RETURNING 1
+        ), sessions AS (
+            DELETE FROM user_sessions WHERE id_hash IN (
+                SELECT id_hash FROM user_sessions
+                WHERE coalesce(revoked_at, expires_at) < %(cutoff)s
+                LIMIT %(limit)s
+            ) RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM failures) + (SELECT count(*) FROM sessions)
+        """,
+        {"cutoff": cutoff, "limit": limit},
+    )
+    return (await cursor.fetchone())[0]
