@@ -516,3 +516,33 @@ def test_attempts_with_times_written_around_the_api_are_read(client, conn):
     (attempt,) = response.get_json()["attempts"]
     assert attempt["duration_seconds"] is None
     assert attempt["started_at"].startswith("0001-01-01")
+
+
+@pytest.mark.parametrize(
+    "segment",
+    ["9223372036854775808", "99999999999999999999", "1" + "0" * 400, "0", "%D9%A3", "-1"],
+)
+def test_job_ids_beyond_bigint_or_not_ascii_digits_are_404(client, segment):
+    # werkzeug's int converter took any length and any Unicode digit (٣ was job 3).
+    post(client, NOOP)  # job 1 exists
+    for path in (f"/api/v1/jobs/{segment}", f"/api/v1/jobs/{segment}/attempts"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response.is_json
+    for action in ("cancel", "retry"):
+        assert client.post(f"/api/v1/jobs/{segment}/{action}").status_code == 404
+    assert client.get("/api/v1/jobs/9223372036854775807").get_json()["message"] == (
+        "no job 9223372036854775807"
+    )
+
+
+@pytest.mark.parametrize("query", ["queue=nope", "task=" + "x" * 201, "cursor=9223372036854775808"])
+def test_list_filters_outside_their_documented_bounds_are_422(client, query):
+    assert client.get(f"/api/v1/jobs?{query}").status_code == 422
+
+
+def test_every_status_a_job_can_hold_is_a_filter(client, conn):
+    job_id = job_in_status(client, conn, "aborting")
+    page = client.get("/api/v1/jobs?status=aborting").get_json()
+    assert [job["id"] for job in page["jobs"]] == [job_id]
+    assert page["jobs"][0]["status"] == "aborting"

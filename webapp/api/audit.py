@@ -1,9 +1,8 @@
 """/api/admin/audit: the audit log, for platform admins."""
 
-from flask import request
-
 from webapp import db
 from webapp.api import bp, params, tenancy
+from webapp.api.schemas import MAX_TEXT
 from webapp.store import audit as store
 
 
@@ -14,8 +13,8 @@ def list_audit_entries():
     rows = store.list_entries(
         db.get_conn(),
         organization_id=tenancy.named_organization(),
-        action=request.args.get("action") or None,
-        before_id=params.int_arg("cursor", None, 1, None),
+        action=params.str_arg("action", MAX_TEXT),
+        before_id=params.int_arg("cursor", None, 1, params.BIGINT_MAX),
         limit=limit + 1,
     )
     page = rows[:limit]

@@ -3,9 +3,10 @@
 import pydantic
 from flask import current_app, request
 
-from webapp import audit, db
+from tasks import queues
+from webapp import audit, db, monitoring
 from webapp.api import bp, params, tenancy
-from webapp.api.schemas import BatchRequest, JobRequest
+from webapp.api.schemas import MAX_TEXT, BatchRequest, JobRequest
 from webapp.errors import api_error
 from webapp.queue import (
     DuplicateJob,
@@ -20,8 +21,9 @@ from webapp.queue import (
 )
 from webapp.store import attempts as attempts_store
 
-STATUSES = ("todo", "doing", "succeeded", "failed", "cancelled", "aborted")
 DEFAULT_PAGE, MAX_PAGE = 50, 500
+# Queues a listing may name: the client queues, and Howdah's own housekeeping.
+LISTED_QUEUES = (*queues.ALL, queues.HOUSEKEEPING)
 
 
 def json_object(limit_setting: str) -> dict:
@@ -166,13 +168,13 @@ def create_jobs_batch():
     return {"jobs": [accepted(job) for job in deferred]}, 202
 
 
-@bp.get("/v1/jobs/<int:job_id>")
+@bp.get("/v1/jobs/<id:job_id>")
 def get_job(job_id: int):
     """A job's status, task, queue, attempts, times and last error."""
     return job_document(get_job_or_404(job_id))
 
 
-@bp.get("/v1/jobs/<int:job_id>/attempts")
+@bp.get("/v1/jobs/<id:job_id>/attempts")
 def list_job_attempts(job_id: int):
     """Every recorded attempt of a job, with its error; the traceback (server paths,
     library versions) for platform admins only."""
@@ -188,18 +190,13 @@ def list_job_attempts(job_id: int):
 @bp.get("/v1/jobs")
 def list_jobs():
     """Jobs newest first, filtered by status, queue and task, with keyset pagination."""
-    args = request.args
-    status = args.get("status") or None
-    if status is not None and status not in STATUSES:
-        api_error(422, f"status must be one of {', '.join(STATUSES)}")
     limit = params.int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    cursor = params.int_arg("cursor", None, 1, None)
     rows = get_queue().list_jobs(
         tenancy.acting_organization(),
-        status=status,
-        queue=args.get("queue") or None,
-        task=args.get("task") or None,
-        before_id=cursor,
+        status=params.str_arg("status", MAX_TEXT, monitoring.JOB_STATUSES),
+        queue=params.str_arg("queue", MAX_TEXT, LISTED_QUEUES),
+        task=params.str_arg("task", MAX_TEXT),
+        before_id=params.int_arg("cursor", None, 1, params.BIGINT_MAX),
         limit=limit + 1,
     )
     page = rows[:limit]
@@ -207,7 +204,7 @@ def list_jobs():
     return {"jobs": [job_document(row) for row in page], "next_cursor": next_cursor}
 
 
-@bp.post("/v1/jobs/<int:job_id>/cancel")
+@bp.post("/v1/jobs/<id:job_id>/cancel")
 def cancel_job(job_id: int):
     """Cancel a waiting job (200), or request an abort of a running one (202)."""
     job = get_job_or_404(job_id)
@@ -226,7 +223,7 @@ def cancel_job(job_id: int):
     return job_document(after), 200 if cancelled else 202
 
 
-@bp.post("/v1/jobs/<int:job_id>/retry")
+@bp.post("/v1/jobs/<id:job_id>/retry")
 def retry_job(job_id: int):
     """Run a failed, cancelled or aborted job again: 202 with the job that will run."""
     job = get_job_or_404(job_id)

@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from tasks import queues
 
 MAX_BATCH = 1000
+MAX_TEXT = 200  # task names, idempotency keys and the like
 # How far ahead a job may be scheduled, by run_at or delay_seconds alike.
 MAX_SCHEDULE = datetime.timedelta(days=366)
 # How far in the past run_at may lie (clock skew, a late resend); such a job runs at once.
