@@ -546,3 +546,37 @@ def test_every_status_a_job_can_hold_is_a_filter(client, conn):
     page = client.get("/api/v1/jobs?status=aborting").get_json()
     assert [job["id"] for job in page["jobs"]] == [job_id]
     assert page["jobs"][0]["status"] == "aborting"
+
+
+@pytest.mark.parametrize("key", ["line\nbreak", "tab\there", "del\x7f"])
+def test_a_key_with_a_control_character_is_422_every_time(client, conn, key):
+    # A line break in a waiting job's key made the second request a 500.
+    for _ in range(2):
+        response = post(client, {**NOOP, "idempotency_key": key})
+        assert response.status_code == 422
+        assert response.get_json()["errors"][0]["field"] == "idempotency_key"
+    assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 0
+
+
+def test_whole_numbers_written_with_a_fraction_are_integers(client, conn):
+    # JSON Schema counts -46.0 as an integer; so does the server.
+    payload = {**NOOP["payload"], "organization_id": 1.0}
+    response = post(client, {**NOOP, "payload": payload, "priority": -46.0})
+    assert response.status_code == 202, response.get_json()
+    _, _, priority, args, *_ = job_row(conn, response.get_json()["id"])
+    assert (priority, args["organization_id"]) == (-46, 1)
+    assert isinstance(priority, int) and isinstance(args["organization_id"], int)
+
+
+@pytest.mark.parametrize("priority", [1.5, "5", True, 100.5])
+def test_a_priority_that_is_not_a_json_integer_is_422(client, priority):
+    response = post(client, {**NOOP, "priority": priority})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "priority"
+
+
+def test_recipients_under_special_use_domains_are_422(client):
+    payload = {"organization_id": 1, "period": "daily", "recipients": ["ops@mail.test"]}
+    response = post(client, {"task": "email:send_digest", "payload": payload})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "payload.recipients.0"
