@@ -18,6 +18,7 @@ SMS = {
     "payload": {"organization_id": 1, "to": "+14155550123", "body": "Your order shipped."},
 }
 NOOP = sms_job(1)
+BATCH = "/api/v1/jobs/batch"
 NOW = datetime.datetime.now(datetime.UTC)
 SOON = (NOW + datetime.timedelta(days=1)).isoformat()
 LATER_THAN_ALLOWED = (NOW + datetime.timedelta(days=367)).isoformat()
@@ -580,3 +581,14 @@ def test_recipients_under_special_use_domains_are_422(client):
     response = post(client, {"task": "email:send_digest", "payload": payload})
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == "payload.recipients.0"
+
+
+def test_a_key_holding_a_parenthesis_names_the_waiting_job(client):
+    # Procrastinate parses the key out of PostgreSQL's error text, up to the first ")".
+    first = post(client, {**NOOP, "idempotency_key": "order (42)"}).get_json()
+    second = post(client, {**NOOP, "idempotency_key": "order (42)"})
+    assert second.status_code == 409
+    assert second.get_json()["job_id"] == first["id"]
+    batch = post(client, {"jobs": [NOOP, {**NOOP, "idempotency_key": "order (42)"}]}, BATCH)
+    assert (batch.status_code, batch.get_json()["job_id"]) == (409, first["id"])
+    assert batch.get_json()["index"] == 1
