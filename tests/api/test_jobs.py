@@ -592,3 +592,32 @@ def test_a_key_holding_a_parenthesis_names_the_waiting_job(client):
     batch = post(client, {"jobs": [NOOP, {**NOOP, "idempotency_key": "order (42)"}]}, BATCH)
     assert (batch.status_code, batch.get_json()["job_id"]) == (409, first["id"])
     assert batch.get_json()["index"] == 1
+
+
+def test_job_documents_name_retries_both_ways(client, conn):
+    body = client.get(f"/api/v1/jobs/{post(client, NOOP).get_json()['id']}").get_json()
+    assert (body["retried_from"], body["retried_as"]) == (None, None)
+
+
+def test_job_documents_take_retries_from_the_row(app, conn, orgs):
+    from webapp.api.documents import Job
+    from webapp.store import jobs as store
+
+    job_id = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+        " VALUES ('default', 'sms:send_notification', '{\"organization_id\": 1}') RETURNING id"
+    ).fetchone()[0]
+    row = {**store.get_job(conn, job_id, None), "retried_from": 7, "retried_as": 9}
+    with app.test_request_context():
+        document = Job.from_row(row).model_dump(mode="json")
+    assert (document["retried_from"], document["retried_as"]) == (7, 9)
+    assert document["organization_id"] == 1
+
+
+def test_a_housekeeping_job_has_no_organization(admin_client, conn):
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+        " VALUES ('housekeeping', 'maintenance:retry_stalled_jobs', '{\"timestamp\": 1}')"
+    )
+    (job,) = admin_client.get("/api/v1/jobs?queue=housekeeping").get_json()["jobs"]
+    assert job["organization_id"] is None

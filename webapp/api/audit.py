@@ -2,6 +2,7 @@
 
 from webapp import db
 from webapp.api import bp, params, tenancy
+from webapp.api.documents import AuditEntry, AuditPage, page_cursor, respond
 from webapp.api.schemas import MAX_TEXT
 from webapp.store import audit as store
 
@@ -17,8 +18,5 @@ def list_audit_entries():
         before_id=params.int_arg("cursor", None, 1, params.BIGINT_MAX),
         limit=limit + 1,
     )
-    page = rows[:limit]
-    return {
-        "entries": [{**row, "at": row["at"].isoformat()} for row in page],
-        "next_cursor": str(page[-1]["id"]) if len(rows) > limit else None,
-    }
+    entries = [AuditEntry.model_construct(**row) for row in rows[:limit]]
+    return respond(AuditPage.model_construct(entries=entries, next_cursor=page_cursor(rows, limit)))
