@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from tests.conftest import bearer, sms_job
+from tests.conftest import AuthActions, bearer, sms_job
 
 
 @pytest.fixture
@@ -621,3 +621,14 @@ def test_a_housekeeping_job_has_no_organization(admin_client, conn):
     )
     (job,) = admin_client.get("/api/v1/jobs?queue=housekeeping").get_json()["jobs"]
     assert job["organization_id"] is None
+
+
+def test_a_sessions_change_with_a_form_over_64_kib_is_413(app, client, make_user):
+    # The CSRF check reads the form, so even cancel and retry can answer 413.
+    job_id = post(client, NOOP).get_json()["id"]
+    auth = AuthActions(app.test_client())
+    auth.login(make_user("op@example.com"))
+    for action in ("cancel", "retry"):
+        response = auth.client.post(f"/api/v1/jobs/{job_id}/{action}", data={"x": "y" * 70_000})
+        assert response.status_code == 413
+        assert response.is_json

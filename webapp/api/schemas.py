@@ -1,10 +1,21 @@
-"""Request bodies of the JSON API, validated with pydantic."""
+"""Request bodies of the JSON API, validated with pydantic.
+
+The server validates a job request in two steps: ``JobRequest`` (the task's name, any
+payload object, and the options every task shares), then the named task's payload model
+(``webapp.queue``). The OpenAPI document offers a client one model per task instead,
+built here from the same option fields and the same payload models, so both state the
+same bounds.
+"""
 
 import datetime
-from typing import Any, Literal
+import functools
+import re
+from typing import Annotated, Any, Literal, Union
 
+import pydantic
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+import tasks.app  # a module reference: tasks and webapp import each other
 from tasks import queues
 from tasks.payloads import integer
 
@@ -103,3 +114,51 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     jobs: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+PAYLOAD_RULES = (
+    " Its organization_id must be the caller's own organization (403 otherwise); a"
+    " platform caller may name any existing organization (422 for one that does not exist)."
+)
+PLATFORM_ONLY = " For platform admins and platform tokens only: an organization's caller gets 403."
+
+
+def model_name(task_name: str) -> str:
+    """``sms:send_notification`` -> ``SmsSendNotificationJob``."""
+    return "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", task_name)) + "Job"
+
+
+def task_request_model(spec) -> type[BaseModel]:
+    """The request deferring one task: its name as a constant, its own payload model."""
+    description = f"Defer {spec.name}: {spec.description}".rstrip(": ")
+    if spec.platform_only:
+        description += "." + PLATFORM_ONLY
+    return pydantic.create_model(
+        model_name(spec.name),
+        __base__=JobOptionFields,
+        __doc__=description,
+        task=(Literal[spec.name], Field(description="The task to run")),
+        payload=(spec.payload, Field(description="The task's arguments." + PAYLOAD_RULES)),
+    )
+
+
+@functools.cache
+def task_requests() -> tuple[type[BaseModel], type[BaseModel]]:
+    """The document's JobRequest (every task's request model, in one union told apart by
+    ``task``) and BatchRequest (whose items are that union)."""
+    # The tasks any caller may defer first, then those for platform callers only.
+    specs = sorted(tasks.app.deferrable().values(), key=lambda s: (s.platform_only, s.name))
+    models = tuple(task_request_model(spec) for spec in specs)
+    one_of = Annotated[Union[models], Field(discriminator="task")]  # noqa: UP007 - a tuple
+    job = pydantic.create_model(
+        "JobRequest",
+        __base__=pydantic.RootModel[one_of],
+        __doc__="One job: the task's name picks the payload's schema",
+    )
+    batch = pydantic.create_model(
+        "BatchRequest",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__=f"Up to {MAX_BATCH:,} jobs, deferred together or not at all",
+        jobs=(list[one_of], Field(min_length=1, max_length=MAX_BATCH)),
+    )
+    return job, batch
