@@ -4,9 +4,58 @@ Every payload extends ``JobPayload``, so no job can be deferred without a
 valid ``organization_id``.
 """
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+import email_validator
+import email_validator.rfc_constants
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    Strict,
+    StringConstraints,
+)
+
+
+def _integral(value: Any) -> Any:
+    """2.0 as 2: JSON Schema's integer is any number without a fraction."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def integer(**bounds: int) -> Any:
+    """A JSON integer within ``bounds`` (ge, gt, le, lt): a number without a fraction
+    (2 or 2.0, as JSON Schema counts them), never "2" nor true."""
+    return Annotated[int, Strict(), Field(**bounds), BeforeValidator(_integral)]
+
+
+# PostgreSQL stores no NUL character in text or JSON: a string holding one is refused
+# by validation, not by the database.
+NO_NUL = r"^[^\x00]*$"
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+# EmailStr (email-validator) refuses special-use domains such as .test and .local; the
+# schema says so too (ECMA-262 lookahead, for JSON Schema only), so an address generated
+# from it is not refused for a rule it never stated.
+SPECIAL_USE_DOMAINS = "|".join(map(_any_case, email_validator.SPECIAL_USE_DOMAIN_NAMES))
+Email = Annotated[
+    EmailStr,
+    Field(
+        description="An address in the form email-validator accepts: deliverable in form,"
+        f" under no special-use domain ({', '.join(email_validator.SPECIAL_USE_DOMAIN_NAMES)})",
+        json_schema_extra={
+            "maxLength": email_validator.rfc_constants.EMAIL_MAX_LENGTH,
+            "pattern": f"^(?!.*[@.](?:{SPECIAL_USE_DOMAINS})$)",
+        },
+    ),
+]
 
 E164 = Annotated[
     str,
@@ -20,8 +69,8 @@ class JobPayload(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    organization_id: int = Field(
-        gt=0, le=2**63 - 1, strict=True, description="The organization the job belongs to"
+    organization_id: integer(gt=0, le=2**63 - 1) = Field(
+        description="The organization the job belongs to"
     )
 
 
@@ -29,14 +78,16 @@ class SmsPayload(JobPayload):
     """One SMS notification."""
 
     to: E164
-    body: str = Field(min_length=1, max_length=1600, description="Message text, 1-1,600 chars")
+    body: str = Field(
+        min_length=1, max_length=1600, pattern=NO_NUL, description="Message text, 1-1,600 chars"
+    )
 
 
 class DigestPayload(JobPayload):
     """An email digest of the organization's activity over a period."""
 
     period: Literal["daily", "weekly"]
-    recipients: list[EmailStr] = Field(min_length=1, max_length=100)
+    recipients: list[Email] = Field(min_length=1, max_length=100)
 
 
 class NoopPayload(JobPayload):
@@ -52,4 +103,4 @@ class SleepPayload(JobPayload):
 class FlakyPayload(JobPayload):
     """How many attempts fail before one succeeds."""
 
-    failures: int = Field(ge=0, le=100, strict=True)
+    failures: integer(ge=0, le=100)

@@ -23,6 +23,10 @@ def app(make_app, db_url):
     def overflow():
         db.get_conn().execute("SELECT 2147483647::int + 1")
 
+    @app.get("/api/v1/nul")
+    def nul():
+        db.get_conn().execute("SELECT %s::text", ("nul \x00 inside",))
+
     return app
 
 
@@ -115,7 +119,8 @@ def test_a_lock_wait_past_its_limit_is_a_503_naming_the_setting(
 
 
 def test_a_refused_value_is_named_as_the_database_names_it(client):
-    response = client.get("/api/v1/jobs?task=%00")
+    # The API's own inputs refuse NUL before any statement; this route sends one anyway.
+    response = client.get("/api/v1/nul")
     assert response.status_code == 422
     assert response.get_json()["message"] == (
         "The database refused a value: PostgreSQL text fields cannot contain NUL (0x00) bytes."

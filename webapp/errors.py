@@ -1,14 +1,15 @@
 """One error renderer: JSON under /api, an HTML page everywhere else."""
 
-import json
 import logging
-from typing import Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import procrastinate
 import psycopg
 from flask import Flask, current_app, render_template, request
 from gunicorn.http.errors import ParseException
 from jinja2 import TemplateNotFound
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -18,9 +19,52 @@ from werkzeug.exceptions import (
     default_exceptions,
 )
 
-from webapp import audit, db
+from webapp import audit, db, monitoring
 
 log = logging.getLogger(__name__)
+
+JobStatus = Literal[monitoring.JOB_STATUSES]
+
+
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)
+
+
+def omittable(annotation, description: str):
+    """A key that is absent unless it applies (never null): how the error body's details
+    are typed, serialised with ``exclude_unset``."""
+    field = Field(description=description, json_schema_extra=_no_default)
+    return Annotated[annotation | SkipJsonSchema[None], field]
+
+
+class FieldError(BaseModel):
+    """One reason a request is invalid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: omittable(int, "The batch item it concerns") = None
+    field: str = Field(description="Dotted path of the field (body: the whole body)")
+    message: str
+    type: str = Field(description="pydantic's error type, or Howdah's (unknown_task, ...)")
+
+
+class Error(BaseModel):
+    """Every error under /api: the status's name and a message, with details for some."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: str = Field(description="The HTTP status's name, e.g. Not Found")
+    message: str
+    errors: omittable(list[FieldError], "422: what is wrong, field by field") = None
+    job_id: omittable(
+        int | None,
+        "409 on an idempotency key: the job waiting with it (null if it has just left)",
+    ) = None
+    index: omittable(int, "403 or 409 on a batch: the item refused") = None
+    status: omittable(JobStatus, "409 on a job: its status") = None
+    retried_as: omittable(
+        int, "409 on retrying a job retried before: the new job it was retried as"
+    ) = None
 
 
 def api_error(code: int, message: str, **extra: Any) -> NoReturn:
@@ -45,7 +89,7 @@ def render_error(error: HTTPException):
     """Render an HTTP error as JSON ``{error, message}`` or as ``errors/<code>.html``."""
     response = error.get_response()
     if wants_json():
-        response.data = json.dumps(json_body(error))
+        response.data = Error.model_validate(json_body(error)).model_dump_json(exclude_unset=True)
         response.content_type = "application/json"
         return response
     try:

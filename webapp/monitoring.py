@@ -11,7 +11,8 @@ from webapp import migrations
 from webapp.store import schema as schema_store
 from webapp.store import status as store
 
-JOB_STATUSES = ("todo", "doing", "succeeded", "failed", "cancelled", "aborting", "aborted")
+# Every status a job row can hold, in Procrastinate's order.
+JOB_STATUSES = tuple(status.value for status in procrastinate.jobs.Status)
 
 
 @dataclass(frozen=True)

@@ -218,11 +218,8 @@ class QueueService:
         try:
             # On the request's connection: one connection per request, whatever it does.
             return self.manager.batch_defer_jobs(list(built.values()), connection=db.get_conn())
-        except procrastinate.exceptions.AlreadyEnqueued as exc:
-            # Procrastinate names the lock on the UniqueViolation it raises from.
-            lock = getattr(exc.__cause__, "queueing_lock", None)
-            index = next((i for i, job in built.items() if job.queueing_lock == lock), None)
-            raise DuplicateJob(self._waiting_job(lock), index) from None
+        except procrastinate.exceptions.AlreadyEnqueued:
+            raise self._duplicate(built) from None
 
     def _unknown_organizations(self, built: dict[int, procrastinate.jobs.Job]) -> list[dict]:
         named = {job.task_kwargs["organization_id"] for job in built.values()}
@@ -238,8 +235,15 @@ class QueueService:
             if job.task_kwargs["organization_id"] not in known
         ]
 
-    def _waiting_job(self, lock: str | None) -> int | None:
-        return None if lock is None else store.get_job_id_by_queueing_lock(db.get_conn(), lock)
+    def _duplicate(self, built: dict[int, procrastinate.jobs.Job]) -> DuplicateJob:
+        """The first job whose idempotency key a waiting job holds. Looked up rather than
+        read from Procrastinate's exception, whose lock is parsed from PostgreSQL's error
+        text and cut short at a ")" in the key."""
+        locks = {i: job.queueing_lock for i, job in built.items() if job.queueing_lock}
+        waiting = store.list_waiting_jobs_by_queueing_lock(db.get_conn(), list(locks.values()))
+        index = next((i for i, lock in locks.items() if lock in waiting), None)
+        # None: the waiting job left the queue between the insert and this lookup.
+        return DuplicateJob(None if index is None else waiting[locks[index]], index)
 
     def get(self, job_id: int, organization_id: int | None) -> dict | None:
         """The job if it exists in this scope, else None (another tenant's job included)."""

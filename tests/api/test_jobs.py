@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import bearer, sms_job
+from tests.conftest import AuthActions, bearer, sms_job
 
 
 @pytest.fixture
@@ -20,6 +20,7 @@ SMS = {
     "payload": {"organization_id": 1, "to": "+14155550123", "body": "Your order shipped."},
 }
 NOOP = sms_job(1)
+BATCH = "/api/v1/jobs/batch"
 NOW = datetime.datetime.now(datetime.UTC)
 SOON = (NOW + datetime.timedelta(days=1)).isoformat()
 LATER_THAN_ALLOWED = (NOW + datetime.timedelta(days=367)).isoformat()
@@ -582,3 +583,118 @@ def test_attempts_with_times_written_around_the_api_are_read(client, conn):
     (attempt,) = response.get_json()["attempts"]
     assert attempt["duration_seconds"] is None
     assert attempt["started_at"].startswith("0001-01-01")
+
+
+@pytest.mark.parametrize(
+    "segment",
+    ["9223372036854775808", "99999999999999999999", "1" + "0" * 400, "0", "%D9%A3", "-1"],
+)
+def test_job_ids_beyond_bigint_or_not_ascii_digits_are_404(client, segment):
+    # werkzeug's int converter took any length and any Unicode digit (٣ was job 3).
+    post(client, NOOP)  # job 1 exists
+    for path in (f"/api/v1/jobs/{segment}", f"/api/v1/jobs/{segment}/attempts"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response.is_json
+    for action in ("cancel", "retry"):
+        assert client.post(f"/api/v1/jobs/{segment}/{action}").status_code == 404
+    assert client.get("/api/v1/jobs/9223372036854775807").get_json()["message"] == (
+        "no job 9223372036854775807"
+    )
+
+
+@pytest.mark.parametrize("query", ["queue=nope", "task=" + "x" * 201, "cursor=9223372036854775808"])
+def test_list_filters_outside_their_documented_bounds_are_422(client, query):
+    assert client.get(f"/api/v1/jobs?{query}").status_code == 422
+
+
+def test_every_status_a_job_can_hold_is_a_filter(client, conn):
+    job_id = job_in_status(client, conn, "aborting")
+    page = client.get("/api/v1/jobs?status=aborting").get_json()
+    assert [job["id"] for job in page["jobs"]] == [job_id]
+    assert page["jobs"][0]["status"] == "aborting"
+
+
+@pytest.mark.parametrize("key", ["line\nbreak", "tab\there", "del\x7f"])
+def test_a_key_with_a_control_character_is_422_every_time(client, conn, key):
+    # A line break in a waiting job's key made the second request a 500.
+    for _ in range(2):
+        response = post(client, {**NOOP, "idempotency_key": key})
+        assert response.status_code == 422
+        assert response.get_json()["errors"][0]["field"] == "idempotency_key"
+    assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 0
+
+
+def test_whole_numbers_written_with_a_fraction_are_integers(client, conn):
+    # JSON Schema counts -46.0 as an integer; so does the server.
+    payload = {**NOOP["payload"], "organization_id": 1.0}
+    response = post(client, {**NOOP, "payload": payload, "priority": -46.0})
+    assert response.status_code == 202, response.get_json()
+    _, _, priority, args, *_ = job_row(conn, response.get_json()["id"])
+    assert (priority, args["organization_id"]) == (-46, 1)
+    assert isinstance(priority, int) and isinstance(args["organization_id"], int)
+
+
+@pytest.mark.parametrize("priority", [1.5, "5", True, 100.5])
+def test_a_priority_that_is_not_a_json_integer_is_422(client, priority):
+    response = post(client, {**NOOP, "priority": priority})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "priority"
+
+
+def test_recipients_under_special_use_domains_are_422(client):
+    payload = {"organization_id": 1, "period": "daily", "recipients": ["ops@mail.test"]}
+    response = post(client, {"task": "email:send_digest", "payload": payload})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "payload.recipients.0"
+
+
+def test_a_key_holding_a_parenthesis_names_the_waiting_job(client):
+    # Procrastinate parses the key out of PostgreSQL's error text, up to the first ")".
+    first = post(client, {**NOOP, "idempotency_key": "order (42)"}).get_json()
+    second = post(client, {**NOOP, "idempotency_key": "order (42)"})
+    assert second.status_code == 409
+    assert second.get_json()["job_id"] == first["id"]
+    batch = post(client, {"jobs": [NOOP, {**NOOP, "idempotency_key": "order (42)"}]}, BATCH)
+    assert (batch.status_code, batch.get_json()["job_id"]) == (409, first["id"])
+    assert batch.get_json()["index"] == 1
+
+
+def test_job_documents_name_retries_both_ways(client, conn):
+    body = client.get(f"/api/v1/jobs/{post(client, NOOP).get_json()['id']}").get_json()
+    assert (body["retried_from"], body["retried_as"]) == (None, None)
+
+
+def test_job_documents_take_retries_from_the_row(app, conn, orgs):
+    from webapp.api.documents import Job
+    from webapp.store import jobs as store
+
+    job_id = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+        " VALUES ('default', 'sms:send_notification', '{\"organization_id\": 1}') RETURNING id"
+    ).fetchone()[0]
+    row = {**store.get_job(conn, job_id, None), "retried_from": 7, "retried_as": 9}
+    with app.test_request_context():
+        document = Job.from_row(row).model_dump(mode="json")
+    assert (document["retried_from"], document["retried_as"]) == (7, 9)
+    assert document["organization_id"] == 1
+
+
+def test_a_housekeeping_job_has_no_organization(admin_client, conn):
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+        " VALUES ('housekeeping', 'maintenance:retry_stalled_jobs', '{\"timestamp\": 1}')"
+    )
+    (job,) = admin_client.get("/api/v1/jobs?queue=housekeeping").get_json()["jobs"]
+    assert job["organization_id"] is None
+
+
+def test_a_sessions_change_with_a_form_over_64_kib_is_413(app, client, make_user):
+    # The CSRF check reads the form, so even cancel and retry can answer 413.
+    job_id = post(client, NOOP).get_json()["id"]
+    auth = AuthActions(app.test_client())
+    auth.login(make_user("op@example.com"))
+    for action in ("cancel", "retry"):
+        response = auth.client.post(f"/api/v1/jobs/{job_id}/{action}", data={"x": "y" * 70_000})
+        assert response.status_code == 413
+        assert response.is_json

@@ -6,6 +6,7 @@ from flask import current_app
 
 from webapp import db, monitoring
 from webapp.api import bp
+from webapp.api.documents import PlatformStatus, PlatformUnavailable, QueueHealth, respond
 from webapp.queue import get_queue
 
 log = logging.getLogger(__name__)
@@ -20,22 +21,30 @@ def get_status():
         workers = monitoring.worker_status(conn, current_app.config["WORKER_STALE_SECONDS"])
     except db.UNAVAILABLE_ERRORS as exc:
         log.warning("status: database unreachable: %s", exc, extra={"action": "admin_status"})
-        return {
+        return respond(unreachable(), 503)
+    status = {
+        "database": database,
+        "workers": workers,
+        "versions": monitoring.versions(database["server_version"]),
+    }
+    return respond(PlatformStatus.model_validate(status))
+
+
+def unreachable() -> PlatformUnavailable:
+    """The status when the database does not answer."""
+    return PlatformUnavailable.model_validate(
+        {
             "error": "Service Unavailable",
             "message": "database unreachable",
             "database": {"reachable": False, "server_version": None, "pending_migrations": None},
             "workers": None,
             "versions": monitoring.versions(None),
-        }, 503
-    return {
-        "database": database,
-        "workers": workers,
-        "versions": monitoring.versions(database["server_version"]),
-    }
+        }
+    )
 
 
 @bp.get("/admin/queues/health")
 def get_queues_health():
     """Per-queue counts, oldest waiting job and a healthy flag: 200 if all healthy, else 503."""
-    health = get_queue().health()
-    return health, 200 if health["healthy"] else 503
+    health = QueueHealth.model_validate(get_queue().health())
+    return respond(health, 200 if health.healthy else 503)

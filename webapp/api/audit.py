@@ -1,9 +1,9 @@
 """/api/admin/audit: the audit log, for platform admins."""
 
-from flask import request
-
 from webapp import db
 from webapp.api import bp, params, tenancy
+from webapp.api.documents import AuditEntry, AuditPage, page_cursor, respond
+from webapp.api.schemas import MAX_TEXT
 from webapp.store import audit as store
 
 
@@ -14,12 +14,9 @@ def list_audit_entries():
     rows = store.list_entries(
         db.get_conn(),
         organization_id=tenancy.named_organization(),
-        action=request.args.get("action") or None,
-        before_id=params.int_arg("cursor", None, 1, None),
+        action=params.str_arg("action", MAX_TEXT),
+        before_id=params.int_arg("cursor", None, 1, params.BIGINT_MAX),
         limit=limit + 1,
     )
-    page = rows[:limit]
-    return {
-        "entries": [{**row, "at": row["at"].isoformat()} for row in page],
-        "next_cursor": str(page[-1]["id"]) if len(rows) > limit else None,
-    }
+    entries = [AuditEntry.model_construct(**row) for row in rows[:limit]]
+    return respond(AuditPage.model_construct(entries=entries, next_cursor=page_cursor(rows, limit)))

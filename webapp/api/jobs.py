@@ -3,9 +3,21 @@
 import pydantic
 from flask import current_app, request
 
-from webapp import audit, db
+from tasks import queues
+from webapp import audit, db, monitoring
 from webapp.api import bp, params, tenancy
-from webapp.api.schemas import BatchRequest, JobRequest
+from webapp.api.documents import (
+    Accepted,
+    Attempt,
+    AttemptList,
+    BatchAccepted,
+    Job,
+    JobPage,
+    job_path,
+    page_cursor,
+    respond,
+)
+from webapp.api.schemas import MAX_TEXT, BatchRequest, JobRequest
 from webapp.errors import api_error
 from webapp.queue import (
     DuplicateJob,
@@ -20,8 +32,9 @@ from webapp.queue import (
 )
 from webapp.store import attempts as attempts_store
 
-STATUSES = ("todo", "doing", "succeeded", "failed", "cancelled", "aborted")
 DEFAULT_PAGE, MAX_PAGE = 50, 500
+# Queues a listing may name: the client queues, and Howdah's own housekeeping.
+LISTED_QUEUES = (*queues.ALL, queues.HOUSEKEEPING)
 
 
 def json_object(limit_setting: str) -> dict:
@@ -54,62 +67,6 @@ def to_options(job: JobRequest) -> JobOptions:
         delay_seconds=job.delay_seconds,
         idempotency_key=job.idempotency_key,
     )
-
-
-def job_path(job_id: int) -> str:
-    """The path of ``get_job``; built by hand because url_for cost ~10 % of a POST."""
-    return f"{request.script_root}{bp.url_prefix}/v1/jobs/{job_id}"
-
-
-def links(job_id: int) -> dict:
-    path = job_path(job_id)
-    return {
-        "self": path,
-        "attempts": f"{path}/attempts",
-        "cancel": f"{path}/cancel",
-        "retry": f"{path}/retry",
-    }
-
-
-def accepted(job) -> dict:
-    """The 202 body for a job just deferred."""
-    return {
-        "id": job.id,
-        "status": "todo",
-        "task": job.task_name,
-        "queue": job.queue,
-        "links": links(job.id),
-    }
-
-
-def iso(value):
-    return None if value is None else value.isoformat()
-
-
-def job_document(row: dict) -> dict:
-    """A job as the API shows it."""
-    last_error = None
-    if row["error_class"] is not None:
-        last_error = {"class": row["error_class"], "message": row["error_message"]}
-    return {
-        "id": row["id"],
-        "status": row["status"],
-        "task": row["task_name"],
-        "queue": row["queue_name"],
-        "priority": row["priority"],
-        "organization_id": organization_of(row["args"]),
-        "payload": row["args"],
-        "attempts": row["runs"],
-        "abort_requested": row["abort_requested"],
-        "created_at": iso(row["created_at"]),
-        "scheduled_at": iso(row["scheduled_at"]),
-        "started_at": iso(row["started_at"]),
-        "finished_at": iso(row["finished_at"]),
-        "last_error": last_error,
-        "retried_from": row["retried_from"],
-        "retried_as": row["retried_as"],
-        "links": links(row["id"]),
-    }
 
 
 def defer_or_fail(requests, organization_id):
@@ -148,7 +105,7 @@ def create_job():
     (deferred,) = defer_or_fail(
         [(job.task, job.payload, to_options(job))], tenancy.acting_organization()
     )
-    return accepted(deferred), 202, {"Location": job_path(deferred.id)}
+    return respond(Accepted.from_job(deferred), 202, {"Location": job_path(deferred.id)})
 
 
 @bp.post("/v1/jobs/batch")
@@ -165,51 +122,45 @@ def create_jobs_batch():
     deferred = defer_or_fail(
         [(j.task, j.payload, to_options(j)) for j, _ in parsed], tenancy.acting_organization()
     )
-    return {"jobs": [accepted(job) for job in deferred]}, 202
+    return respond(
+        BatchAccepted.model_construct(jobs=[Accepted.from_job(j) for j in deferred]), 202
+    )
 
 
-@bp.get("/v1/jobs/<int:job_id>")
+@bp.get("/v1/jobs/<id:job_id>")
 def get_job(job_id: int):
     """A job's status, task, queue, attempts, times and last error."""
-    return job_document(get_job_or_404(job_id))
+    return respond(Job.from_row(get_job_or_404(job_id)))
 
 
-@bp.get("/v1/jobs/<int:job_id>/attempts")
+@bp.get("/v1/jobs/<id:job_id>/attempts")
 def list_job_attempts(job_id: int):
     """Every recorded attempt of a job, with its error; the traceback (server paths,
     library versions) for platform admins only."""
     get_job_or_404(job_id)
     rows = attempts_store.list_attempts(db.get_conn(), job_id)
-    times = ("started_at", "finished_at", "retry_at")
     hidden = {} if tenancy.is_platform() else {"traceback": None}
-    return {
-        "attempts": [{**row, **{name: iso(row[name]) for name in times}, **hidden} for row in rows]
-    }
+    attempts = [Attempt.model_construct(**{**row, **hidden}) for row in rows]
+    return respond(AttemptList.model_construct(attempts=attempts))
 
 
 @bp.get("/v1/jobs")
 def list_jobs():
     """Jobs newest first, filtered by status, queue and task, with keyset pagination."""
-    args = request.args
-    status = args.get("status") or None
-    if status is not None and status not in STATUSES:
-        api_error(422, f"status must be one of {', '.join(STATUSES)}")
     limit = params.int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    cursor = params.int_arg("cursor", None, 1, None)
     rows = get_queue().list_jobs(
         tenancy.acting_organization(),
-        status=status,
-        queue=args.get("queue") or None,
-        task=args.get("task") or None,
-        before_id=cursor,
+        status=params.str_arg("status", MAX_TEXT, monitoring.JOB_STATUSES),
+        queue=params.str_arg("queue", MAX_TEXT, LISTED_QUEUES),
+        task=params.str_arg("task", MAX_TEXT),
+        before_id=params.int_arg("cursor", None, 1, params.BIGINT_MAX),
         limit=limit + 1,
     )
-    page = rows[:limit]
-    next_cursor = str(page[-1]["id"]) if len(rows) > limit else None
-    return {"jobs": [job_document(row) for row in page], "next_cursor": next_cursor}
+    jobs = [Job.from_row(row) for row in rows[:limit]]
+    return respond(JobPage.model_construct(jobs=jobs, next_cursor=page_cursor(rows, limit)))
 
 
-@bp.post("/v1/jobs/<int:job_id>/cancel")
+@bp.post("/v1/jobs/<id:job_id>/cancel")
 def cancel_job(job_id: int):
     """Cancel a waiting job (200), or request an abort of a running one (202)."""
     job = get_job_or_404(job_id)
@@ -226,10 +177,10 @@ def cancel_job(job_id: int):
             target_id=job_id,
             organization_id=organization_of(job["args"]),
         )
-    return job_document(after), 200 if cancelled else 202
+    return respond(Job.from_row(after), 200 if cancelled else 202)
 
 
-@bp.post("/v1/jobs/<int:job_id>/retry")
+@bp.post("/v1/jobs/<id:job_id>/retry")
 def retry_job(job_id: int):
     """Run a failed job again (202 with it), or a cancelled or aborted one as a new job
     (202 with the new job); a job that was retried as a new job before answers 409."""
@@ -250,5 +201,5 @@ def retry_job(job_id: int):
             organization_id=organization_of(job["args"]),
             details={"job_id": new_id} if new_id != job_id else None,
         )
-        body = job_document(get_job_or_404(new_id))
-    return body, 202, {"Location": job_path(new_id)}
+        body = Job.from_row(get_job_or_404(new_id))
+    return respond(body, 202, {"Location": job_path(new_id)})

@@ -1,137 +1,80 @@
-"""/api/v1/openapi.json: an OpenAPI 3.1 description of the API, built from the code's models."""
+"""/api/v1/openapi.json: an OpenAPI 3.1 description of the API, built from the models the
+views validate requests with (``schemas``) and serialise answers through (``documents``).
+
+Each operation lists every status it can answer; the status texts below say when.
+"""
 
 import functools
 
+from flask import current_app
 from pydantic.json_schema import models_json_schema
 
-import tasks.app  # a module reference: tasks and webapp import each other
-from webapp.api import bp
-from webapp.api.schemas import BatchRequest, JobRequest
+from tasks.payloads import NO_NUL
+from webapp import errors, monitoring
+from webapp.api import bp, documents, jobs, params, schemas
 from webapp.monitoring import howdah_version
 
 REF = "#/components/schemas/{model}"
+JSON = "application/json"
+BIGINT = {"type": "integer", **params.ID_BOUNDS}
+TEXT = {"type": "string", "maxLength": schemas.MAX_TEXT, "pattern": NO_NUL}
 
-NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-JOB = {
-    "type": "object",
-    "required": ["id", "status", "task", "queue", "attempts", "links"],
-    "properties": {
-        "id": {"type": "integer"},
-        "status": {"enum": ["todo", "doing", "succeeded", "failed", "cancelled", "aborted"]},
-        "task": {"type": "string"},
-        "queue": {"type": "string"},
-        "priority": {"type": "integer"},
-        "organization_id": {"type": "integer"},
-        "payload": {"type": "object"},
-        "attempts": {"type": "integer", "description": "runs started so far"},
-        "abort_requested": {"type": "boolean"},
-        "created_at": NULLABLE_TIME,
-        "scheduled_at": NULLABLE_TIME,
-        "started_at": NULLABLE_TIME,
-        "finished_at": NULLABLE_TIME,
-        "last_error": {
-            "oneOf": [
-                {"type": "null"},
-                {
-                    "type": "object",
-                    "properties": {"class": {"type": "string"}, "message": {"type": "string"}},
-                },
-            ]
-        },
-        "retried_from": {
-            "type": ["integer", "null"],
-            "description": "the job this one was retried from, as a new job",
-        },
-        "retried_as": {
-            "type": ["integer", "null"],
-            "description": "the new job this one was retried as (once only)",
-        },
-        "links": {"$ref": REF.format(model="Links")},
-    },
+# When each error status happens; an operation may add its own cases.
+STATUS_TEXT = {
+    400: "An ?organization_id= that is not a whole number from 1 to 2^63-1",
+    401: "No credentials, or an API token that is unknown, revoked or expired",
+    403: "Not allowed",
+    404: "No such job for the caller's organization (another organization's job is not"
+    " found either), or a job id outside 1 to 2^63-1",
+    409: "The job's state or an idempotency key forbids it",
+    413: "The body is over the limit",
+    415: "The body is not JSON (Content-Type: application/json)",
+    422: "Invalid request; errors name each field",
+    500: "The change could not be recorded in the audit log, so it was not made",
+    503: "The database is unavailable, has no schema yet, did not answer a statement"
+    " within DB_STATEMENT_TIMEOUT_MS, or held a lock longer than DB_LOCK_TIMEOUT_MS; try"
+    " again shortly",
 }
-ACCEPTED = {
-    "type": "object",
-    "required": ["id", "status", "task", "queue", "links"],
-    "properties": {
-        "id": {"type": "integer"},
-        "status": {"const": "todo"},
-        "task": {"type": "string"},
-        "queue": {"type": "string"},
-        "links": {"$ref": REF.format(model="Links")},
-    },
-}
-LINKS = {"type": "object", "additionalProperties": {"type": "string"}}
-ERROR = {
-    "type": "object",
-    "required": ["error", "message"],
-    "properties": {
-        "error": {"type": "string"},
-        "message": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["field", "message"],
-                "properties": {
-                    "index": {"type": "integer"},
-                    "field": {"type": "string"},
-                    "message": {"type": "string"},
-                    "type": {"type": "string"},
-                },
-            },
-        },
-        "job_id": {"type": ["integer", "null"]},
-        "index": {"type": "integer"},
-        "status": {"type": "string"},
-    },
-}
-ATTEMPT = {
-    "type": "object",
-    "properties": {
-        "attempt": {"type": "integer"},
-        "worker_name": {"type": "string"},
-        "outcome": {"enum": ["succeeded", "failed", "aborted", "lost"]},
-        "started_at": {"type": "string", "format": "date-time"},
-        "finished_at": {"type": "string", "format": "date-time"},
-        "duration_seconds": {"type": "number"},
-        "error_class": {"type": ["string", "null"]},
-        "error_message": {"type": ["string", "null"]},
-        "traceback": {
-            "type": ["string", "null"],
-            "description": "for platform admins; null for an organization's callers",
-        },
-        "result_summary": {"type": ["string", "null"]},
-        "retry_at": {
-            **NULLABLE_TIME,
-            "description": "when the job runs again after this attempt; null if it does not",
-        },
-    },
-}
+VIEWER = "a viewer's change"
+PLATFORM_TASK = "a task for platform callers only"
+OTHER_ORGANIZATION = "an ?organization_id= other than the caller's own organization"
+NOT_PLATFORM = "a caller that is not a platform admin or a platform token"
+CSRF = "for a browser session, a change without its CSRF token (X-CSRFToken)"
+CHANGE_400 = f"{STATUS_TEXT[400]}; or, {CSRF}"
+BODY_400 = (
+    "Malformed JSON (or nested deeper than the server parses); an ?organization_id= that"
+    f" is not a whole number from 1 to 2^63-1; or, {CSRF}"
+)
 
 
 def ref(name: str) -> dict:
     return {"$ref": REF.format(model=name)}
 
 
-def json_response(description: str, schema: dict) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def json_response(description: str, schema: dict, headers: dict | None = None) -> dict:
+    response = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
 
 
-def errors(*codes: int) -> dict:
-    text = {
-        400: "Malformed JSON",
-        403: "A viewer's change, another organization's payload, or a platform-only task",
-        404: "No such job",
-        409: "Conflict with the job's state or an idempotency key",
-        413: "Body too large",
-        415: "Not JSON",
-        422: "Invalid request, with per-field errors",
-    }
-    return {str(code): json_response(text[code], ref("Error")) for code in codes}
+def location(what: str) -> dict:
+    return {"Location": {"description": f"The path of {what}", "schema": {"type": "string"}}}
 
 
-def job_id_parameter() -> dict:
-    return {"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+def error_responses(*codes: int, **texts: str) -> dict:
+    """Error responses with the Error body; ``texts`` (``e403=...``) say an operation's own
+    reasons for a status."""
+    responses = {}
+    for code in codes:
+        text = texts.get(f"e{code}", STATUS_TEXT[code])
+        responses[str(code)] = json_response(text, ref("Error"))
+    if 401 in codes:
+        challenge = {"description": "Bearer, with error=invalid_token for a bad token"}
+        responses["401"]["headers"] = {
+            "WWW-Authenticate": {**challenge, "schema": {"type": "string"}}
+        }
+    return responses
 
 
 def query(name: str, schema: dict, description: str) -> dict:
@@ -145,178 +88,290 @@ def query(name: str, schema: dict, description: str) -> dict:
 
 
 ORGANIZATION = query(
-    "organization_id", {"type": "integer", "minimum": 1}, "act for this organization only"
+    "organization_id",
+    BIGINT,
+    "Act for this organization only: a platform caller's filter; an organization's caller"
+    " may name only its own (403 otherwise)",
 )
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": BIGINT}
+LIMIT = {"type": "integer", "minimum": 1, "maximum": jobs.MAX_PAGE, "default": jobs.DEFAULT_PAGE}
+CURSOR = query("cursor", BIGINT, "next_cursor of the previous page")
 
 
-def paths() -> dict:
-    body = {"required": True, "content": {"application/json": {"schema": ref("JobRequest")}}}
-    batch = {"required": True, "content": {"application/json": {"schema": ref("BatchRequest")}}}
-    job_ops = {"parameters": [job_id_parameter(), ORGANIZATION]}
+def request_body(name: str, limit_setting: str, limit: int) -> dict:
+    return {
+        "required": True,
+        "description": f"JSON of at most {limit:,} bytes ({limit_setting}); 413 beyond",
+        "content": {JSON: {"schema": ref(name)}},
+    }
+
+
+def job_paths(max_body: int, max_batch_body: int) -> dict:
+    job_ops = {"parameters": [JOB_ID, ORGANIZATION], "tags": ["jobs"]}
+    defer_403 = (
+        f"Not allowed: {VIEWER}, {PLATFORM_TASK}, a payload naming another organization,"
+        f" or {OTHER_ORGANIZATION}"
+    )
+    body_413 = (
+        "A browser session's form body over the form limits (64 KiB, 16 KiB a field,"
+        " 32 parts), read for its CSRF token"
+    )
     return {
         "/api/v1/jobs": {
             "post": {
                 "operationId": "create_job",
                 "summary": "Defer a job",
-                "requestBody": body,
+                "tags": ["jobs"],
+                "parameters": [ORGANIZATION],
+                "requestBody": request_body("JobRequest", "API_MAX_BODY_BYTES", max_body),
                 "responses": {
-                    "202": json_response("Deferred", ref("Accepted")),
-                    **errors(400, 403, 409, 413, 415, 422),
+                    "202": json_response("Deferred", ref("Accepted"), location("the job")),
+                    **error_responses(
+                        400, 401, 403, 409, 413, 415, 422, 503, e400=BODY_400, e403=defer_403
+                    ),
                 },
             },
             "get": {
                 "operationId": "list_jobs",
                 "summary": "List jobs, newest first",
+                "description": "Jobs of the housekeeping queue are left out unless it is named.",
+                "tags": ["jobs"],
                 "parameters": [
                     ORGANIZATION,
-                    query("status", JOB["properties"]["status"], "only this status"),
-                    query("queue", {"type": "string"}, "only this queue"),
-                    query("task", {"type": "string"}, "only this task"),
-                    query(
-                        "limit",
-                        {"type": "integer", "minimum": 1, "maximum": 500},
-                        "page size (default 50)",
-                    ),
-                    query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+                    query("status", {"enum": list(monitoring.JOB_STATUSES)}, "Only this status"),
+                    query("queue", {"enum": list(jobs.LISTED_QUEUES)}, "Only this queue"),
+                    query("task", TEXT, "Only this task"),
+                    query("limit", LIMIT, "Page size"),
+                    CURSOR,
                 ],
                 "responses": {
-                    "200": json_response(
-                        "A page of jobs",
-                        {
-                            "type": "object",
-                            "properties": {
-                                "jobs": {"type": "array", "items": ref("Job")},
-                                "next_cursor": {"type": ["string", "null"]},
-                            },
-                        },
+                    "200": json_response("A page of jobs", ref("JobPage")),
+                    **error_responses(
+                        400, 401, 403, 422, 503, e403=f"Not allowed: {OTHER_ORGANIZATION}"
                     ),
-                    **errors(400, 422),
                 },
             },
         },
         "/api/v1/jobs/batch": {
             "post": {
                 "operationId": "create_jobs_batch",
-                "summary": "Defer up to 1,000 jobs, all or nothing",
-                "requestBody": batch,
+                "summary": f"Defer up to {schemas.MAX_BATCH:,} jobs, all or none",
+                "description": "Errors name the index of each item at fault.",
+                "tags": ["jobs"],
+                "parameters": [ORGANIZATION],
+                "requestBody": request_body(
+                    "BatchRequest", "API_BATCH_MAX_BODY_BYTES", max_batch_body
+                ),
                 "responses": {
-                    "202": json_response(
-                        "Deferred",
-                        {
-                            "type": "object",
-                            "properties": {"jobs": {"type": "array", "items": ref("Accepted")}},
-                        },
+                    "202": json_response("Deferred", ref("BatchAccepted")),
+                    **error_responses(
+                        400, 401, 403, 409, 413, 415, 422, 503, e400=BODY_400, e403=defer_403
                     ),
-                    **errors(400, 403, 409, 413, 415, 422),
                 },
             },
         },
         "/api/v1/jobs/{job_id}": {
             "get": {
                 "operationId": "get_job",
-                "summary": "A job's state",
+                "summary": "A job's state, times, attempts and last error",
                 **job_ops,
-                "responses": {"200": json_response("The job", ref("Job")), **errors(404)},
+                "responses": {
+                    "200": json_response("The job", ref("Job")),
+                    **error_responses(
+                        400, 401, 403, 404, 503, e403=f"Not allowed: {OTHER_ORGANIZATION}"
+                    ),
+                },
             },
         },
         "/api/v1/jobs/{job_id}/attempts": {
             "get": {
                 "operationId": "list_job_attempts",
-                "summary": "A job's attempts",
+                "summary": "A job's recorded attempts; tracebacks for platform callers only",
                 **job_ops,
                 "responses": {
-                    "200": json_response(
-                        "Attempts",
-                        {
-                            "type": "object",
-                            "properties": {"attempts": {"type": "array", "items": ref("Attempt")}},
-                        },
+                    "200": json_response("Attempts, first to last", ref("AttemptList")),
+                    **error_responses(
+                        400, 401, 403, 404, 503, e403=f"Not allowed: {OTHER_ORGANIZATION}"
                     ),
-                    **errors(404),
                 },
             },
         },
         "/api/v1/jobs/{job_id}/cancel": {
             "post": {
                 "operationId": "cancel_job",
+                "summary": "Cancel a waiting job, or ask a running one to abort",
                 **job_ops,
-                "summary": "Cancel a waiting job, or abort a running one",
                 "responses": {
                     "200": json_response("Cancelled", ref("Job")),
                     "202": json_response("Abort requested", ref("Job")),
-                    **errors(404, 409),
+                    **error_responses(
+                        400,
+                        401,
+                        403,
+                        404,
+                        409,
+                        413,
+                        500,
+                        503,
+                        e400=CHANGE_400,
+                        e403=f"Not allowed: {VIEWER}, or {OTHER_ORGANIZATION}",
+                        e409="The job has finished",
+                        e413=body_413,
+                    ),
                 },
             },
         },
         "/api/v1/jobs/{job_id}/retry": {
             "post": {
                 "operationId": "retry_job",
-                **job_ops,
                 "summary": "Run a failed, cancelled or aborted job again",
-                "responses": {"202": json_response("Queued again", ref("Job")), **errors(404, 409)},
+                "description": "A failed job goes back to its queue under its own id; a"
+                " cancelled or aborted one is deferred again as a new job, once: the new"
+                " job's retried_from names the old one, and the old one's retried_as the"
+                " new one.",
+                **job_ops,
+                "responses": {
+                    "202": json_response(
+                        "Queued again", ref("Job"), location("the job that will run")
+                    ),
+                    **error_responses(
+                        400,
+                        401,
+                        403,
+                        404,
+                        409,
+                        413,
+                        500,
+                        503,
+                        e400=CHANGE_400,
+                        e403=f"Not allowed: {VIEWER}, {PLATFORM_TASK}, or {OTHER_ORGANIZATION}",
+                        e409="The job did not fail; or it was retried as a new job before"
+                        " (retried_as names it: retry that one); or a job with its"
+                        " idempotency key waits",
+                        e413=body_413,
+                    ),
+                },
             },
         },
+    }
+
+
+def other_paths() -> dict:
+    platform = {"tags": ["platform"], "description": "For platform admins and platform tokens."}
+    return {
         "/api/v1/tasks": {
             "get": {
                 "operationId": "list_tasks",
-                "summary": "Tasks a client may defer",
-                "responses": {"200": json_response("Tasks", ref("TaskList"))},
+                "summary": "Tasks the caller may defer, with the JSON Schema of their payload",
+                "tags": ["tasks"],
+                "responses": {
+                    "200": json_response("Tasks", ref("TaskList")),
+                    **error_responses(401, 503),
+                },
             },
         },
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "openapi",
                 "summary": "This document",
-                "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+                "tags": ["meta"],
+                "security": [],
+                "responses": {"200": json_response("OpenAPI 3.1", {"type": "object"})},
+            },
+        },
+        "/api/admin/status": {
+            "get": {
+                "operationId": "get_status",
+                "summary": "Database, workers and versions",
+                **platform,
+                "responses": {
+                    "200": json_response("Status", ref("PlatformStatus")),
+                    **error_responses(401, 403, e403=f"Not allowed: {NOT_PLATFORM}"),
+                    "503": json_response(
+                        "The database is unreachable (the status says so), or did not"
+                        " answer in time",
+                        {"anyOf": [ref("PlatformUnavailable"), ref("Error")]},
+                    ),
+                },
+            },
+        },
+        "/api/admin/queues/health": {
+            "get": {
+                "operationId": "get_queues_health",
+                "summary": "Per-queue counts and the oldest waiting job",
+                **platform,
+                "responses": {
+                    "200": json_response("Every queue is healthy", ref("QueueHealth")),
+                    **error_responses(401, 403, e403=f"Not allowed: {NOT_PLATFORM}"),
+                    "503": json_response(
+                        "A queue's oldest job waited too long, or the database is unavailable",
+                        {"anyOf": [ref("QueueHealth"), ref("Error")]},
+                    ),
+                },
+            },
+        },
+        "/api/admin/audit": {
+            "get": {
+                "operationId": "list_audit_entries",
+                "summary": "The audit log, newest first",
+                **platform,
+                "parameters": [
+                    query("organization_id", BIGINT, "Only this organization's entries"),
+                    query("action", TEXT, "Only this action, e.g. job.cancel"),
+                    query("limit", LIMIT, "Page size"),
+                    CURSOR,
+                ],
+                "responses": {
+                    "200": json_response("A page of entries", ref("AuditPage")),
+                    **error_responses(400, 401, 403, 422, 503, e403=f"Not allowed: {NOT_PLATFORM}"),
+                },
             },
         },
     }
 
 
-@functools.cache
-def document() -> dict:
-    """The whole OpenAPI document (built once per process)."""
-    models = [(JobRequest, "validation"), (BatchRequest, "validation")]
-    models += [(spec.payload, "validation") for spec in tasks.app.deferrable().values()]
-    _, definitions = models_json_schema(models, ref_template=REF)
-    schemas = definitions.get("$defs", {})
-    schemas.update(
-        {"Job": JOB, "Accepted": ACCEPTED, "Links": LINKS, "Error": ERROR, "Attempt": ATTEMPT}
-    )
-    schemas["TaskList"] = {
-        "type": "object",
-        "properties": {
-            "tasks": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "name": {"enum": sorted(tasks.app.deferrable())},
-                        "queue": {"type": "string"},
-                        "priority": {"type": "integer"},
-                        "time_limit_seconds": {"type": "number"},
-                        "retry": {"type": "object"},
-                        "payload_schema": {"type": "object"},
-                        "description": {"type": "string"},
-                    },
-                },
-            }
-        },
+def component_schemas() -> dict:
+    """Every model's JSON Schema: requests as they validate, answers as they serialise."""
+    requests = [(model, "validation") for model in schemas.task_requests()]
+    answers = [(model, "serialization") for model in (*documents.RESPONSES, errors.Error)]
+    _, definitions = models_json_schema(requests + answers, ref_template=REF)
+    return dict(sorted(definitions["$defs"].items()))
+
+
+SECURITY = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token (hwd_...) from `flask tokens create`: it acts for its"
+        " organization as an operator; a platform token (`--platform`) acts for every"
+        " organization. A browser signed in to the site may call the API with its session"
+        " cookie instead, and must send the page's CSRF token as X-CSRFToken with a change"
+        " (400 without it).",
     }
+}
+
+
+@functools.cache
+def document(max_body: int, max_batch_body: int) -> dict:
+    """The whole OpenAPI document (built once per process and body limits)."""
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Howdah API",
             "version": howdah_version(),
-            "description": "Background jobs on PostgreSQL. Payload schemas per task are "
-            "under components.schemas and in GET /api/v1/tasks.",
+            "description": "Background jobs on PostgreSQL. Every job belongs to the"
+            " organization named by its payload's organization_id. Errors are JSON"
+            " {error, message}, with errors by field on 422. No route of this API limits"
+            " the rate of calls.",
         },
-        "paths": paths(),
-        "components": {"schemas": schemas},
+        "security": [{"bearer": []}],
+        "paths": {**job_paths(max_body, max_batch_body), **other_paths()},
+        "components": {"schemas": component_schemas(), "securitySchemes": SECURITY},
     }
 
 
 @bp.get("/v1/openapi.json")
 def openapi():
-    """The OpenAPI 3.1 document for /api/v1."""
-    return document()
+    """The OpenAPI 3.1 document for /api (public)."""
+    config = current_app.config
+    return document(config["API_MAX_BODY_BYTES"], config["API_BATCH_MAX_BODY_BYTES"])

@@ -1,32 +1,55 @@
-"""Request bodies of the JSON API, validated with pydantic."""
+"""Request bodies of the JSON API, validated with pydantic.
+
+The server validates a job request in two steps: ``JobRequest`` (the task's name, any
+payload object, and the options every task shares), then the named task's payload model
+(``webapp.queue``). The OpenAPI document offers a client one model per task instead,
+built here from the same option fields and the same payload models, so both state the
+same bounds.
+"""
 
 import datetime
-from typing import Any
+import functools
+import re
+from typing import Annotated, Any, Literal, Union
 
+import pydantic
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+import tasks.app  # a module reference: tasks and webapp import each other
 from tasks import queues
+from tasks.payloads import integer
 
 MAX_BATCH = 1000
+MAX_TEXT = 200  # task names, idempotency keys and the like
 # How far ahead a job may be scheduled, by run_at or delay_seconds alike.
 MAX_SCHEDULE = datetime.timedelta(days=366)
 # How far in the past run_at may lie (clock skew, a late resend); such a job runs at once.
 MAX_RUN_AT_PAST = datetime.timedelta(days=1)
 
+# Procrastinate reads a key back from the one-line text of PostgreSQL's unique-violation
+# error, and fails on a key holding a line break: keys are printable text.
+KEY_TEXT = r"^[^\x00-\x1f\x7f]*$"
 
-class JobRequest(BaseModel):
-    """POST /api/v1/jobs, and each item of a batch."""
+ClientQueue = Literal[queues.ALL]
+Priority = integer(ge=queues.CLIENT_PRIORITY_MIN, le=queues.CLIENT_PRIORITY_MAX)
 
-    model_config = ConfigDict(extra="forbid")
 
-    task: str = Field(min_length=1, max_length=200, description="A name from GET /api/v1/tasks")
-    payload: dict[str, Any] = Field(description="The task's payload; see its payload_schema")
-    queue: str | None = Field(None, description="Override the task's default queue")
-    priority: int | None = Field(
+def no_both_schedules(schema: dict) -> None:
+    """State in the schema what ``one_schedule`` checks: not run_at and delay_seconds both."""
+    schema["not"] = {
+        "required": ["run_at", "delay_seconds"],
+        "properties": {"run_at": {"type": "string"}, "delay_seconds": {"type": "number"}},
+    }
+
+
+class JobOptionFields(BaseModel):
+    """What a client may set besides the task and its payload."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=no_both_schedules)
+
+    queue: ClientQueue | None = Field(None, description="Override the task's default queue")
+    priority: Priority | None = Field(
         None,
-        ge=queues.CLIENT_PRIORITY_MIN,
-        le=queues.CLIENT_PRIORITY_MAX,
-        strict=True,
         description="Higher runs first; default from the task. Priorities above"
         f" {queues.CLIENT_PRIORITY_MAX} are kept for Howdah's own work.",
     )
@@ -34,19 +57,21 @@ class JobRequest(BaseModel):
         None,
         description="Run no earlier than this time (with its UTC offset). It must lie between"
         f" {MAX_RUN_AT_PAST.days} day ago and {MAX_SCHEDULE.days} days ahead; a past time"
-        " runs at once.",
+        " runs at once. Not with delay_seconds.",
     )
     delay_seconds: float | None = Field(
         None,
         ge=0,
         le=MAX_SCHEDULE.total_seconds(),
-        description="Run after this many seconds",
+        description="Run after this many seconds. Not with run_at.",
     )
     idempotency_key: str | None = Field(
         None,
         min_length=1,
-        max_length=200,
-        description="While a job with this key waits, another request with it answers 409",
+        max_length=MAX_TEXT,
+        pattern=KEY_TEXT,
+        description="While a job of the organization with this key waits, another request"
+        " with it answers 409. Printable text: no control characters.",
     )
 
     @field_validator("run_at")
@@ -74,9 +99,66 @@ class JobRequest(BaseModel):
         return self
 
 
+class JobRequest(JobOptionFields):
+    """POST /api/v1/jobs, and each item of a batch, as the server first reads it."""
+
+    task: str = Field(
+        min_length=1, max_length=MAX_TEXT, description="A name from GET /api/v1/tasks"
+    )
+    payload: dict[str, Any] = Field(description="The task's payload; see its payload_schema")
+
+
 class BatchRequest(BaseModel):
     """POST /api/v1/jobs/batch: the items are validated one by one, for errors by index."""
 
     model_config = ConfigDict(extra="forbid")
 
     jobs: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+PAYLOAD_RULES = (
+    " Its organization_id must be the caller's own organization (403 otherwise); a"
+    " platform caller may name any existing organization (422 for one that does not exist)."
+)
+PLATFORM_ONLY = " For platform admins and platform tokens only: an organization's caller gets 403."
+
+
+def model_name(task_name: str) -> str:
+    """``sms:send_notification`` -> ``SmsSendNotificationJob``."""
+    return "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", task_name)) + "Job"
+
+
+def task_request_model(spec) -> type[BaseModel]:
+    """The request deferring one task: its name as a constant, its own payload model."""
+    description = f"Defer {spec.name}: {spec.description}".rstrip(": ")
+    if spec.platform_only:
+        description += "." + PLATFORM_ONLY
+    return pydantic.create_model(
+        model_name(spec.name),
+        __base__=JobOptionFields,
+        __doc__=description,
+        task=(Literal[spec.name], Field(description="The task to run")),
+        payload=(spec.payload, Field(description="The task's arguments." + PAYLOAD_RULES)),
+    )
+
+
+@functools.cache
+def task_requests() -> tuple[type[BaseModel], type[BaseModel]]:
+    """The document's JobRequest (every task's request model, in one union told apart by
+    ``task``) and BatchRequest (whose items are that union)."""
+    # The tasks any caller may defer first, then those for platform callers only.
+    specs = sorted(tasks.app.deferrable().values(), key=lambda s: (s.platform_only, s.name))
+    models = tuple(task_request_model(spec) for spec in specs)
+    one_of = Annotated[Union[models], Field(discriminator="task")]  # noqa: UP007 - a tuple
+    job = pydantic.create_model(
+        "JobRequest",
+        __base__=pydantic.RootModel[one_of],
+        __doc__="One job: the task's name picks the payload's schema",
+    )
+    batch = pydantic.create_model(
+        "BatchRequest",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__=f"Up to {MAX_BATCH:,} jobs, deferred together or not at all",
+        jobs=(list[one_of], Field(min_length=1, max_length=MAX_BATCH)),
+    )
+    return job, batch

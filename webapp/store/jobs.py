@@ -90,14 +90,14 @@ def list_jobs(
         ).fetchall()
 
 
-def get_job_id_by_queueing_lock(conn: psycopg.Connection, queueing_lock: str) -> int | None:
-    """The newest job holding this queueing lock (the one an idempotency key points at)."""
-    row = conn.execute(
-        "SELECT id FROM procrastinate_jobs WHERE queueing_lock = %s"
-        " ORDER BY (status = 'todo') DESC, id DESC LIMIT 1",
-        (queueing_lock,),
-    ).fetchone()
-    return None if row is None else row[0]
+def list_waiting_jobs_by_queueing_lock(conn: psycopg.Connection, locks: list[str]) -> dict:
+    """The waiting job holding each of these queueing locks, as {lock: job id}."""
+    rows = conn.execute(
+        "SELECT queueing_lock, id FROM procrastinate_jobs"
+        " WHERE queueing_lock = ANY(%s) AND status = 'todo'",
+        (locks,),
+    ).fetchall()
+    return dict(rows)
 
 
 def retry_failed_job(conn: psycopg.Connection, job_id: int) -> bool:
