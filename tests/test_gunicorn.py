@@ -2,6 +2,7 @@
 itself, answered with the app's headers and error shape (webapp/gunicorn_worker.py)."""
 
 import json
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -214,3 +215,36 @@ def test_liveness_answers_at_once_while_every_thread_waits_on_the_database(
         locker.rollback()
     assert [read.result().status_code for read in waiting] == [200] * 4
     reads.shutdown()
+
+
+def test_heads_sent_a_byte_at_a_time_hold_no_thread(two_threads, make_token):
+    token = {"Authorization": f"Bearer {make_token(None)}"}
+    port = int(two_threads.rsplit(":", 1)[1])
+    trickles = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    try:
+        for trickle in trickles:  # more unfinished heads than the process has threads
+            trickle.sendall(b"GET /api/v1/jobs HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.5)
+        for trickle in trickles:
+            trickle.sendall(b"X-Slow: 1\r\n")
+        started = time.monotonic()
+        response = requests.get(f"{two_threads}/api/v1/jobs", headers=token, timeout=5)
+        assert response.status_code == 200
+        assert time.monotonic() - started < 2
+        # Trickling on does not buy time: each is closed after keep-alive and grace (10 s).
+        deadline = time.monotonic() + 15
+        for trickle in trickles:
+            trickle.settimeout(1)
+            while True:
+                assert time.monotonic() < deadline, "an unfinished head was kept open"
+                try:
+                    trickle.sendall(b"X")
+                    if trickle.recv(1) == b"":
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+    finally:
+        for trickle in trickles:
+            trickle.close()

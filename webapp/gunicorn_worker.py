@@ -42,6 +42,8 @@ from webapp import errors, health, security
 # The most of a request the main loop looks at: a liveness probe's whole head, and
 # enough of any other for its path and Accept header.
 PEEK_BYTES = 8192
+# How much longer than the keep-alive time a request head may take to arrive in full.
+HEAD_GRACE = 5.0
 
 PROBE_LINE = re.compile(
     rb"(GET|HEAD) %s HTTP/1\.([01])\r\n" % re.escape(health.LIVENESS_PATH.encode())
@@ -207,6 +209,12 @@ class Liveness:
         return head if method == b"HEAD" else head + self.body
 
 
+def head_unfinished(received: bytes) -> bool:
+    """Whether ``received`` is the start of a request head that has not ended yet. A head
+    longer than what is peeked goes to a thread as it is: gunicorn reads it there."""
+    return len(received) < PEEK_BYTES and b"\r\n\r\n" not in received and b"\n\n" not in received
+
+
 def peek(sock: socket.socket) -> bytes | None:
     """What the socket holds, left in place: None when nothing has arrived yet, ``b""``
     at its end or on an error (the thread that reads it will find out which)."""
@@ -244,6 +252,8 @@ class ThreadWorker(gthread.ThreadWorker):
             return self.wait_for_request(conn)
         if received and not buffered and self.answer_liveness(conn, received):
             return None
+        if received and not buffered and head_unfinished(received) and self.cfg.keepalive:
+            return self.wait_for_head(conn)
         conn.head = buffered + (received or b"")
         return super().enqueue_req(conn)
 
@@ -277,6 +287,19 @@ class ThreadWorker(gthread.ThreadWorker):
         conn.set_timeout()
         self.keepalived_conns.append(conn)
         readable = partial(self.on_client_socket_readable, conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, readable)
+
+    def wait_for_head(self, conn):
+        """Watch a connection whose request head has begun but not ended on the main loop,
+        until it ends or its time is up (then it is closed): a client sending its head a
+        byte at a time must not hold a request thread. The time runs from the first wait
+        and is not renewed by the bytes that trickle in."""
+        if getattr(conn, "head_deadline", None) is None:
+            conn.head_deadline = time.monotonic() + self.cfg.keepalive + HEAD_GRACE
+        conn.sock.setblocking(False)
+        conn.timeout = conn.head_deadline
+        self.pending_conns.append(conn)
+        readable = partial(self.on_pending_socket_readable, conn)
         self.poller.register(conn.sock, selectors.EVENT_READ, readable)
 
     def wait_for_request(self, conn):
