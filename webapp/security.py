@@ -5,6 +5,7 @@ from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 csrf = CSRFProtect()
@@ -59,6 +60,28 @@ class SessionInterface(SecureCookieSessionInterface):
         return request.is_secure or super().get_cookie_secure(app)
 
 
+def read_body(limit: int) -> bytes:
+    """The request's body, refused (413) past ``limit`` bytes. A body with a length is
+    refused before it is read; a chunked one, which has none, is read to one byte past
+    the limit to tell (werkzeug stops reading at a limit without saying so, which would
+    hand on a body cut short)."""
+    request.max_content_length = limit + 1
+    body = request.get_data(cache=True)
+    if len(body) > limit:
+        raise RequestEntityTooLarge(f"The body is over the {limit:,} bytes this path takes.")
+    return body
+
+
+def bound_chunked_body():
+    """Read a chunked body to its bound before anything parses it (the API's JSON
+    endpoints bound theirs themselves, with their own limits)."""
+    chunked = request.content_length is None and "chunked" in request.headers.get(
+        "Transfer-Encoding", ""
+    ).lower()
+    if chunked and not request.path.startswith("/api/"):
+        read_body(MAX_BODY_BYTES)
+
+
 def add_headers(response):
     """Security headers on every response, no caching of anything but static files, and
     flask-login's remember cookie Secure over HTTPS."""
@@ -89,6 +112,7 @@ def init_app(app: Flask) -> None:
     )
     app.json = JSONProvider(app)
     app.session_interface = SessionInterface()
+    app.before_request(bound_chunked_body)  # before the CSRF check parses the form
     csrf.init_app(app)
     # Registered before flask-login's hook, so it runs after it and sees its cookie.
     app.after_request(add_headers)

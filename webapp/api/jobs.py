@@ -4,7 +4,7 @@ import pydantic
 from flask import current_app, request
 
 from tasks import queues
-from webapp import audit, db, monitoring
+from webapp import audit, db, monitoring, security
 from webapp.api import bp, params, tenancy
 from webapp.api.documents import (
     Accepted,
@@ -39,10 +39,10 @@ LISTED_QUEUES = (*queues.ALL, queues.HOUSEKEEPING)
 
 def json_object(limit_setting: str) -> dict:
     """The request's JSON object body, within the configured size limit."""
-    request.max_content_length = current_app.config[limit_setting]
     if not request.is_json:
         api_error(415, "send a JSON body with Content-Type: application/json")
-    body = request.get_json()  # malformed JSON: 400; too large: 413
+    security.read_body(current_app.config[limit_setting])  # too large: 413
+    body = request.get_json()  # malformed JSON: 400
     if not isinstance(body, dict):
         api_error(
             422,
