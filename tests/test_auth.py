@@ -347,3 +347,21 @@ def test_audit_log_records_logins_and_job_actions(auth, operator, client, admin_
     only_cancels = admin_client.get("/api/admin/audit?action=job.cancel").get_json()["entries"]
     assert [e["action"] for e in only_cancels] == ["job.cancel"]
     assert client.get("/api/admin/audit").status_code == 403
+
+
+def test_a_request_with_a_token_acts_as_the_token_whatever_its_cookies(
+    auth, make_user, make_token, app
+):
+    viewer = make_user("viewer@globex.example", 2, "viewer")
+    assert auth.login(viewer, remember="y").status_code == 302
+    auth.client.delete_cookie("session")  # only the remember cookie is left
+    token = {"Authorization": f"Bearer {make_token(1)}"}
+    listed = auth.client.get("/api/v1/jobs", headers=token)
+    assert listed.status_code == 200
+    created = auth.client.post("/api/v1/jobs", json=NOOP, headers=token)
+    assert created.status_code == 202  # as Acme's token, not Globex's viewer
+    stale = app.test_client()
+    stale.set_cookie("remember_token", "not-a-real-one")
+    assert stale.get("/api/v1/jobs", headers=token).status_code == 200
+    bad = stale.get("/api/v1/jobs", headers={"Authorization": "Bearer hwd_nope_nope"})
+    assert bad.status_code == 401

@@ -14,6 +14,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -44,13 +45,26 @@ def load_user(session_id: str):
     return accounts.load_session(db.get_conn(), session_id)
 
 
+def bearer_secret(req) -> str | None:
+    """The secret of ``Authorization: Bearer <token>``, if the request sends one."""
+    scheme, _, secret = req.headers.get("Authorization", "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" and secret.strip() else None
+
+
 @login_manager.request_loader
 def load_token(req):
     """An API token from ``Authorization: Bearer <token>``."""
-    scheme, _, secret = req.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        return None
-    return accounts.load_token(db.get_conn(), secret.strip())
+    secret = bearer_secret(req)
+    return None if secret is None else accounts.load_token(db.get_conn(), secret)
+
+
+def act_as_the_token():
+    """A request that sends a token acts as that token (or as nobody, if it is not
+    valid), whatever cookies come with it: flask-login would take a remember cookie first
+    and never look at the token."""
+    if bearer_secret(request) is not None:
+        # flask-login keeps the request's caller in g._login_user.
+        g._login_user = load_token(request) or login_manager.anonymous_user()
 
 
 @login_manager.unauthorized_handler
@@ -76,6 +90,7 @@ def require_api_access():
     """
     if request.endpoint in PUBLIC_API_ENDPOINTS:
         return None
+    act_as_the_token()
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     if request.path.startswith("/api/admin/") and not current_user.is_admin:

@@ -75,9 +75,10 @@ def read_body(limit: int) -> bytes:
 def bound_chunked_body():
     """Read a chunked body to its bound before anything parses it (the API's JSON
     endpoints bound theirs themselves, with their own limits)."""
-    chunked = request.content_length is None and "chunked" in request.headers.get(
-        "Transfer-Encoding", ""
-    ).lower()
+    chunked = (
+        request.content_length is None
+        and "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    )
     if chunked and not request.path.startswith("/api/"):
         read_body(MAX_BODY_BYTES)
 
