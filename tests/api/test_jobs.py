@@ -698,3 +698,10 @@ def test_a_sessions_change_with_a_form_over_64_kib_is_413(app, client, make_user
         response = auth.client.post(f"/api/v1/jobs/{job_id}/{action}", data={"x": "y" * 70_000})
         assert response.status_code == 413
         assert response.is_json
+
+
+@pytest.mark.parametrize("key", ["a\nb", "a\x7fb", "a\u0085b", "a\u2028b", "a\u2029b"])
+def test_idempotency_keys_hold_no_control_characters_or_line_separators(client, key):
+    response = post(client, {**SMS, "idempotency_key": key})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "idempotency_key"

@@ -27,8 +27,10 @@ MAX_SCHEDULE = datetime.timedelta(days=366)
 MAX_RUN_AT_PAST = datetime.timedelta(days=1)
 
 # Procrastinate reads a key back from the one-line text of PostgreSQL's unique-violation
-# error, and fails on a key holding a line break: keys are printable text.
-KEY_TEXT = r"^[^\x00-\x1f\x7f]*$"
+# error, and fails on a key holding a line break: keys hold no control characters (C0 or
+# C1) and no line or paragraph separators. (The characters themselves, not escapes, so
+# that pydantic's regex engine and a client's read the pattern alike.)
+KEY_TEXT = "^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 
 ClientQueue = Literal[queues.ALL]
 Priority = integer(ge=queues.CLIENT_PRIORITY_MIN, le=queues.CLIENT_PRIORITY_MAX)
@@ -71,7 +73,7 @@ class JobOptionFields(BaseModel):
         max_length=MAX_TEXT,
         pattern=KEY_TEXT,
         description="While a job of the organization with this key waits, another request"
-        " with it answers 409. Printable text: no control characters.",
+        " with it answers 409. No control characters and no line separators.",
     )
 
     @field_validator("run_at")
