@@ -19,6 +19,9 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     serving = click.get_current_context(silent=True) is None
     settings = web_settings(os.environ if config is None else config, serving=serving)
     app = Flask(__name__, template_folder=str(paths.top_level("templates")))
+    # A path with a doubled slash is not found (404 in the site's shape), rather than
+    # redirected to a URL built from the request's Host header.
+    app.url_map.merge_slashes = False
     app.config.from_mapping(settings)
     logging.basicConfig(level=settings["LOG_LEVEL"], format="%(levelname)s %(name)s: %(message)s")
 

@@ -705,3 +705,10 @@ def test_idempotency_keys_hold_no_control_characters_or_line_separators(client, 
     response = post(client, {**SMS, "idempotency_key": key})
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == "idempotency_key"
+
+
+def test_a_doubled_slash_is_not_found_not_redirected(client):
+    response = client.post("/api/v1//jobs", json=SMS, headers={"Host": "evil.example"})
+    assert response.status_code == 404
+    assert response.get_json()["error"] == "Not Found"
+    assert "Location" not in response.headers

@@ -30,7 +30,12 @@ STATUS_TEXT = {
     413: "The body is over the limit",
     415: "The body is not JSON (Content-Type: application/json)",
     422: "Invalid request; errors name each field",
+    417: "An Expect header other than 100-continue",
+    414: "The request line is longer than the server reads (gunicorn's limit_request_line)",
+    431: "Too many header fields, or one too long (gunicorn's limit_request_fields and"
+    " limit_request_field_size)",
     500: "The change could not be recorded in the audit log, so it was not made",
+    501: "A transfer coding other than chunked",
     503: "The database is unavailable, has no schema yet, did not answer a statement"
     " within DB_STATEMENT_TIMEOUT_MS, or held a lock longer than DB_LOCK_TIMEOUT_MS; try"
     " again shortly",
@@ -351,6 +356,25 @@ SECURITY = {
 }
 
 
+# What gunicorn refuses before the app sees a request, on any path.
+SERVER_REFUSALS = (414, 417, 431, 501)
+MALFORMED = "a request gunicorn cannot parse (a malformed header, a bad chunked body)"
+
+
+def with_server_refusals(paths: dict) -> dict:
+    """Every operation may also meet the refusals gunicorn answers before the app sees the
+    request (in the same error shape: webapp/gunicorn_worker.py)."""
+    for operations in paths.values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            if "400" in responses:
+                responses["400"]["description"] += f"; or, {MALFORMED}"
+            else:
+                responses.update(error_responses(400, e400=MALFORMED.capitalize()))
+            responses.update(error_responses(*SERVER_REFUSALS))
+    return paths
+
+
 @functools.cache
 def document(max_body: int, max_batch_body: int) -> dict:
     """The whole OpenAPI document (built once per process and body limits)."""
@@ -365,7 +389,7 @@ def document(max_body: int, max_batch_body: int) -> dict:
             " the rate of calls.",
         },
         "security": [{"bearer": []}],
-        "paths": {**job_paths(max_body, max_batch_body), **other_paths()},
+        "paths": with_server_refusals({**job_paths(max_body, max_batch_body), **other_paths()}),
         "components": {"schemas": component_schemas(), "securitySchemes": SECURITY},
     }
 
