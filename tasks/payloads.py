@@ -97,7 +97,7 @@ class NoopPayload(JobPayload):
 class SleepPayload(JobPayload):
     """How long to sleep."""
 
-    seconds: float = Field(ge=0, le=3600)
+    seconds: float = Field(ge=0, le=3600, strict=True)  # a number, not text or a boolean
 
 
 class FlakyPayload(JobPayload):

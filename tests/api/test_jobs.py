@@ -712,3 +712,24 @@ def test_a_doubled_slash_is_not_found_not_redirected(client):
     assert response.status_code == 404
     assert response.get_json()["error"] == "Not Found"
     assert "Location" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"delay_seconds": True},
+        {"delay_seconds": "5"},
+        {"run_at": 1800000000},
+        {"run_at": "1800000000"},
+    ],
+)
+def test_schedules_are_typed_as_the_document_says(client, options):
+    response = post(client, {**SMS, **options})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] in options
+
+
+def test_a_sleep_takes_a_number_of_seconds(admin_client):
+    for seconds in (False, "1e1"):
+        job = {"task": "diagnostics:sleep", "payload": {"organization_id": 1, "seconds": seconds}}
+        assert post(admin_client, job).status_code == 422

@@ -32,6 +32,9 @@ MAX_RUN_AT_PAST = datetime.timedelta(days=1)
 # that pydantic's regex engine and a client's read the pattern alike.)
 KEY_TEXT = "^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 
+# What an RFC 3339 time starts with (pydantic would take "1800000000" for a timestamp).
+DATE_TIME_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+
 ClientQueue = Literal[queues.ALL]
 Priority = integer(ge=queues.CLIENT_PRIORITY_MIN, le=queues.CLIENT_PRIORITY_MAX)
 
@@ -63,6 +66,7 @@ class JobOptionFields(BaseModel):
     )
     delay_seconds: float | None = Field(
         None,
+        strict=True,  # a number: not a boolean, not a numeric string
         ge=0,
         le=MAX_SCHEDULE.total_seconds(),
         description="Run after this many seconds. Not with run_at.",
@@ -75,6 +79,14 @@ class JobOptionFields(BaseModel):
         description="While a job of the organization with this key waits, another request"
         " with it answers 409. No control characters and no line separators.",
     )
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def a_time_in_text(cls, value: Any) -> Any:
+        """run_at is RFC 3339 text, as the document says: not a number of seconds."""
+        if value is not None and not (isinstance(value, str) and DATE_TIME_START.match(value)):
+            raise ValueError("run_at must be an ISO 8601 time with its UTC offset, as text")
+        return value
 
     @field_validator("run_at")
     @classmethod
