@@ -42,7 +42,7 @@ class FieldError(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    index: omittable(int, "The batch item it concerns") = None
+    index: omittable(int, "The job it concerns: its place in a batch (0 for a single job)") = None
     field: str = Field(description="Dotted path of the field (body: the whole body)")
     message: str
     type: str = Field(description="pydantic's error type, or Howdah's (unknown_task, ...)")
@@ -60,7 +60,11 @@ class Error(BaseModel):
         int | None,
         "409 on an idempotency key: the job waiting with it (null if it has just left)",
     ) = None
-    index: omittable(int, "403 or 409 on a batch: the item refused") = None
+    index: omittable(
+        int,
+        "403 or 409: the job refused, by its place in a batch (0 for a single job);"
+        " absent when the refusal is about the request as a whole",
+    ) = None
     status: omittable(JobStatus, "409 on a job: its status") = None
     retried_as: omittable(
         int, "409 on retrying a job retried before: the new job it was retried as"
