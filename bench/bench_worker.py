@@ -17,6 +17,7 @@ import time
 import procrastinate
 import psycopg
 
+import tasks.app
 from bench import bare_app, harness
 from tests import processes
 
@@ -26,7 +27,7 @@ CONCURRENCY = "10"
 
 def fill(url: str, task: procrastinate.tasks.Task) -> None:
     connector = procrastinate.SyncPsycopgConnector(conninfo=url, min_size=1, max_size=1)
-    with task.blueprint.replace_connector(connector) as app:
+    with tasks.app.app.replace_connector(connector) as app:
         app.open()
         try:
             for _ in range(JOBS // 1000):
