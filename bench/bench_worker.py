@@ -25,15 +25,16 @@ JOBS = 20_000
 CONCURRENCY = "10"
 
 
-def fill(url: str, task: procrastinate.tasks.Task) -> None:
+def fill(url: str, app: procrastinate.App, task_name: str) -> None:
+    """Defer JOBS no-op jobs of ``task_name`` through ``app``, on its own connection."""
     connector = procrastinate.SyncPsycopgConnector(conninfo=url, min_size=1, max_size=1)
-    with tasks.app.app.replace_connector(connector) as app:
-        app.open()
+    with app.replace_connector(connector) as opened:
+        opened.open()
         try:
             for _ in range(JOBS // 1000):
-                app.tasks[task.name].batch_defer(*[{"organization_id": 1}] * 1000)
+                opened.tasks[task_name].batch_defer(*[{"organization_id": 1}] * 1000)
         finally:
-            app.close()
+            opened.close()
 
 
 def drain(url: str, command: list[str], name: str, **settings: str) -> float:
@@ -69,11 +70,11 @@ def run() -> dict:
     ours = {}
     for label, cap in (("uncapped", "0"), ("capped", "1000")):
         with harness.fresh_database() as url:
-            fill(url, noop)
+            fill(url, tasks.app.app, noop.name)
             command = [harness.PYTHON, "-m", "tasks.worker"]
             ours[label] = drain(url, command, f"howdah-worker-{label}", ORG_MAX_RUNNING=cap)
     with harness.fresh_database(howdah=False) as url:
-        fill(url, bare_app.noop)
+        fill(url, bare_app.app, bare_app.noop.name)
         theirs = drain(
             url,
             [
