@@ -109,12 +109,18 @@ def malformed_body(exc: ParseException):
     return render_error(BadRequest("The request body is malformed."))
 
 
+def database_reason(exc: psycopg.Error) -> str:
+    """PostgreSQL's one-line reason for refusing a statement (psycopg's own, if none)."""
+    return exc.diag.message_primary or str(exc).partition("\n")[0]
+
+
 def unstorable_value(exc: psycopg.DataError):
     """A value PostgreSQL refuses (a NUL character, a number out of range), named as
     PostgreSQL names it."""
     log.info("rejected a value the database cannot store: %s", exc, extra={"action": "data"})
-    reason = exc.diag.message_primary or str(exc).partition("\n")[0]  # psycopg's own
-    return render_error(UnprocessableEntity(f"The database refused a value: {reason}."))
+    return render_error(
+        UnprocessableEntity(f"The database refused a value: {database_reason(exc)}.")
+    )
 
 
 def statement_timeout(exc: psycopg.errors.QueryCanceled):

@@ -5,7 +5,7 @@ import psycopg
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from webapp import audit
+from webapp import audit, errors
 from webapp.config import DATABASE_URL_REQUIRED, ConfigError
 
 
@@ -39,7 +39,7 @@ class Commands(AppGroup):
         except psycopg.OperationalError as exc:
             raise click.ClickException(f"the database failed: {exc}".strip()) from None
         except (psycopg.IntegrityError, psycopg.DataError) as exc:
-            reason = exc.diag.message_primary or str(exc).partition("\n")[0]
+            reason = errors.database_reason(exc)
             raise click.ClickException(f"the database refused a value: {reason}") from None
 
 
