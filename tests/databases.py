@@ -1,7 +1,8 @@
 """Where the test suite's PostgreSQL comes from, and helpers to make databases on it.
 
 In order: TEST_DATABASE_URL; a testcontainers PostgresContainer when a Docker
-daemon answers a ping; an embedded PostgreSQL with its data in ./var/.
+daemon answers a ping; an embedded PostgreSQL with its data in ./var/ (one
+folder per pytest-xdist worker).
 The suite only ever creates and drops its own ``howdah_test_*`` databases.
 """
 
@@ -16,12 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from tests.processes import scratch_dir
 from webapp.embedded import EmbeddedPostgres
 from webapp.store import server as server_store
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_IMAGE = "postgres:16-alpine"
 DOCKER_SOCKET = "/var/run/docker.sock"
 
@@ -84,7 +85,7 @@ def provide_server() -> Iterator[Server]:
         with PostgresContainer(POSTGRES_IMAGE, driver=None) as container:
             yield Server(container.get_connection_url(), f"testcontainers {POSTGRES_IMAGE}")
     else:
-        embedded = EmbeddedPostgres(ROOT / "var" / "test-pgdata").start()
+        embedded = EmbeddedPostgres(scratch_dir("test-pgdata")).start()
         try:
             yield Server(embedded.url(), "embedded PostgreSQL")
         finally:
@@ -92,10 +93,10 @@ def provide_server() -> Iterator[Server]:
 
 
 class RestartableServer:
-    """An embedded PostgreSQL in ./var/test-faults-pgdata that tests stop and restart."""
+    """An embedded PostgreSQL of this test process's own, which tests stop and restart."""
 
     def __init__(self):
-        self._server = EmbeddedPostgres(ROOT / "var" / "test-faults-pgdata")
+        self._server = EmbeddedPostgres(scratch_dir("test-faults-pgdata"))
 
     def start(self) -> None:
         self._server.start()

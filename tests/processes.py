@@ -12,6 +12,14 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# A login shell's usual PATH (root's includes the sbin folders, where useradd lives).
+SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def scratch_dir(name: str) -> Path:
+    """A folder under ./var for this test process alone (pytest-xdist workers get their own)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return ROOT / "var" / (f"{name}-{worker}" if worker else name)
 
 
 def free_port() -> int:
@@ -23,7 +31,8 @@ def free_port() -> int:
 
 def process_env(**settings: str) -> dict:
     """A minimal environment for a child process: PATH with the venv first, plus settings."""
-    return {"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "PYTHONUNBUFFERED": "1", **settings}
+    path = os.pathsep.join([str(BIN), *SYSTEM_PATH])
+    return {"PATH": path, "PYTHONUNBUFFERED": "1", **settings}
 
 
 def start(command: list[str], env: dict, log_path: Path, cwd: Path = ROOT) -> subprocess.Popen:

