@@ -179,6 +179,11 @@ def load_session(conn: psycopg.Connection, session_id: str) -> Principal | None:
     return Principal("user", row["id"], row["email"], row["role"], organization, session_id)
 
 
+def switch_organization(conn: psycopg.Connection, session_id: str, organization_id: int) -> bool:
+    """Make the session act for another of its user's organizations; False if not theirs."""
+    return store.set_session_organization(conn, hash_secret(session_id), organization_id)
+
+
 def end_session(conn: psycopg.Connection, session_id: str) -> None:
     store.revoke_session(conn, hash_secret(session_id))
 

@@ -8,6 +8,7 @@ import click
 from flask import Flask
 
 from webapp import auth, cli, db, errors, health, paths, queue, security, views
+from webapp.admin import bp as admin_bp
 from webapp.api import bp as api_bp
 from webapp.config import web_settings
 
@@ -31,6 +32,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(views.bp)
+    app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
     security.csrf.exempt(api_bp)  # the API checks CSRF itself, for signed-in browsers only
     errors.init_app(app)

@@ -1,8 +1,8 @@
 """HTML forms (Flask-WTF: every form carries a CSRF token)."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, HiddenField, PasswordField
-from wtforms.validators import DataRequired, Length
+from wtforms import BooleanField, EmailField, HiddenField, IntegerField, PasswordField
+from wtforms.validators import DataRequired, Length, NumberRange
 
 
 class LoginForm(FlaskForm):
@@ -16,3 +16,11 @@ class LoginForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     """Signing out is a POST, so it needs only its CSRF token."""
+
+
+class SwitchOrganizationForm(FlaskForm):
+    """Which of the reader's organizations the session acts for."""
+
+    organization_id = IntegerField(
+        "Organization", validators=[DataRequired(), NumberRange(min=1, max=2**63 - 1)]
+    )

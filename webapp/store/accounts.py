@@ -81,7 +81,8 @@ def insert_session(
 
 
 def get_session_user(conn: psycopg.Connection, id_hash: str) -> dict | None:
-    """The live session's user with the role they act in (admin first, then lowest org)."""
+    """The live session's user with the role they act in: the membership the session
+    chose, else admin first, then the lowest organization."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """
@@ -90,12 +91,46 @@ def get_session_user(conn: psycopg.Connection, id_hash: str) -> dict | None:
             JOIN users u ON u.id = s.user_id
             JOIN LATERAL (
                 SELECT organization_id, role FROM memberships WHERE user_id = u.id
-                ORDER BY (role = 'admin') DESC, organization_id LIMIT 1
+                ORDER BY (organization_id = s.organization_id) IS TRUE DESC,
+                         (role = 'admin') DESC, organization_id
+                LIMIT 1
             ) m ON true
             WHERE s.id_hash = %s AND s.revoked_at IS NULL AND s.expires_at > now()
             """,
             (id_hash,),
         ).fetchone()
+
+
+def list_memberships(conn: psycopg.Connection, user_id: int) -> list[dict]:
+    """A user's organizations and roles, by organization name."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT m.organization_id, o.name AS organization_name, m.role"
+            " FROM memberships m JOIN organizations o ON o.id = m.organization_id"
+            " WHERE m.user_id = %s ORDER BY o.name, o.id",
+            (user_id,),
+        ).fetchall()
+
+
+def set_session_organization(conn: psycopg.Connection, id_hash: str, organization_id: int) -> bool:
+    """Make a live session act for one of its user's organizations; False if the user
+    has no membership there."""
+    cursor = conn.execute(
+        """
+        UPDATE user_sessions s SET organization_id = %(org)s
+        WHERE s.id_hash = %(id)s AND s.revoked_at IS NULL
+          AND EXISTS (SELECT 1 FROM memberships m
+                      WHERE m.user_id = s.user_id AND m.organization_id = %(org)s)
+        """,
+        {"id": id_hash, "org": organization_id},
+    )
+    return cursor.rowcount == 1
+
+
+def list_organizations(conn: psycopg.Connection) -> list[dict]:
+    """Every organization, by name (what an admin filters by)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT id, name FROM organizations ORDER BY name, id").fetchall()
 
 
 def revoke_session(conn: psycopg.Connection, id_hash: str) -> None:

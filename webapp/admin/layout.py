@@ -1,0 +1,70 @@
+"""What every admin page's layout shows: the navigation, the organization filter and,
+for people in several organizations, the menu to switch between them."""
+
+from dataclasses import dataclass
+
+from flask import current_app, request, url_for
+from flask_login import current_user
+
+from webapp import db
+from webapp.admin import PLATFORM_PAGES, bp, scope
+from webapp.forms import SwitchOrganizationForm
+from webapp.store import accounts as account_store
+
+
+@dataclass(frozen=True)
+class NavItem:
+    endpoint: str
+    label: str
+
+
+# In page order. A page appears once its view exists; platform pages for admins only.
+NAV = (
+    NavItem("admin.overview", "Queues"),
+    NavItem("admin.job_list", "Jobs"),
+    NavItem("admin.failure_list", "Failures"),
+    NavItem("admin.worker_list", "Workers"),
+    NavItem("admin.periodic_list", "Periodic"),
+    NavItem("admin.organization_list", "Organizations"),
+    NavItem("admin.audit_list", "Audit log"),
+    NavItem("admin.database", "Database"),
+    NavItem("admin.token_list", "API tokens"),
+)
+
+
+def admin_url(endpoint: str, **values) -> str:
+    """``url_for`` that keeps the page's organization filter."""
+    return url_for(endpoint, **{**scope.carried(), **values})
+
+
+def nav_items() -> list[dict]:
+    """The navigation links this reader may follow, with the current page marked."""
+    views = current_app.view_functions
+    return [
+        {
+            "label": item.label,
+            "url": admin_url(item.endpoint),
+            "current": request.endpoint == item.endpoint,
+        }
+        for item in NAV
+        if item.endpoint in views and (current_user.is_admin or item.endpoint not in PLATFORM_PAGES)
+    ]
+
+
+@bp.context_processor
+def layout_values() -> dict:
+    """Values of the admin layout, once the gate let the request in (not on its refusals)."""
+    if not scope.settled():
+        return {}
+    conn = db.get_conn()
+    memberships = account_store.list_memberships(conn, current_user.id)
+    return {
+        "admin_nav": nav_items(),
+        "admin_url": admin_url,
+        "can_write": current_user.can_write,
+        "is_admin": current_user.is_admin,
+        "shown_organization": scope.organization(),
+        "organizations": account_store.list_organizations(conn) if current_user.is_admin else [],
+        "memberships": memberships if len(memberships) > 1 else [],
+        "switch_form": SwitchOrganizationForm(formdata=None),
+    }
