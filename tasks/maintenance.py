@@ -27,6 +27,7 @@ RECOVERY_TICK_SECONDS = 10
 PURGE_BATCH = 5_000
 PURGE_BUDGET_SECONDS = 20.0  # one run stops here; the next run, ten minutes on, goes on
 HOUSEKEEPING_RETENTION = datetime.timedelta(days=1)
+MINUTES_RETENTION = datetime.timedelta(days=7)  # per-minute run counts (the sparklines)
 
 
 def pool(context: procrastinate.JobContext):
@@ -96,6 +97,7 @@ async def purge_finished_jobs(context: procrastinate.JobContext, timestamp: int)
     deleted += await purge(context, now - HOUSEKEEPING_RETENTION, queues.HOUSEKEEPING, deadline)
     async with pool(context).connection() as conn:
         workers = await store.delete_old_worker_records(conn, now - datetime.timedelta(days=days))
+        await store.delete_old_job_minutes(conn, now - MINUTES_RETENTION)
     sign_in_cutoff = now - datetime.timedelta(days=settings["SIGN_IN_RETENTION_DAYS"])
     sign_ins = 0
     while time.monotonic() < deadline:
@@ -116,6 +118,22 @@ async def purge_finished_jobs(context: procrastinate.JobContext, timestamp: int)
         "worker_records_deleted": workers,
         "sign_in_records_deleted": sign_ins,
     }
+
+
+@bp.periodic(cron="* * * * *")
+@bp.task(
+    name="count_finished_jobs",
+    queue=queues.HOUSEKEEPING,
+    priority=queues.URGENT_PRIORITY,
+    pass_context=True,
+)
+async def count_finished_jobs(context: procrastinate.JobContext, timestamp: int) -> dict:
+    """Count finished jobs by queue, organization and state for the admin overview, which
+    shows these counts with their time; waiting and running jobs it counts itself."""
+    async with pool(context).connection() as conn, conn.transaction():
+        await store.count_finished_jobs(conn)
+        await store.delete_uncounted_states(conn)
+    return {"counted_at": datetime.datetime.now(datetime.UTC).isoformat()}
 
 
 async def purge(

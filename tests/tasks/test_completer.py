@@ -73,6 +73,25 @@ def test_outcomes_are_recorded_and_applied_together(db_url, conn, running_jobs):
     ]
 
 
+def test_ended_runs_are_counted_by_minute_queue_and_organization(db_url, conn, running_jobs):
+    ids = running_jobs(4)
+    conn.execute(
+        "UPDATE procrastinate_jobs SET args = '{\"organization_id\": 7}' WHERE id = ANY(%s)",
+        (ids[:2],),
+    )
+    batch = [outcome(ids[0]), outcome(ids[1], "failed", ValueError("x")), outcome(ids[2])]
+    batch.append(outcome(ids[3], "aborted"))
+    assert asyncio.run(complete(db_url, batch)) == []
+    moved_on = running_jobs(1)  # a run whose job someone else moved on is not counted
+    conn.execute("UPDATE procrastinate_jobs SET status = 'todo' WHERE id = %s", (moved_on[0],))
+    assert asyncio.run(complete(db_url, [outcome(moved_on[0])])) == []
+    rows = conn.execute(
+        "SELECT minute = date_trunc('minute', minute), queue_name, organization, finished, failed"
+        " FROM job_minutes ORDER BY organization"
+    ).fetchall()
+    assert rows == [(True, "default", "", 2, 1), (True, "default", "7", 2, 1)]
+
+
 def test_a_job_that_moved_on_keeps_its_status_and_gets_its_attempt(db_url, conn, running_jobs):
     (job_id,) = running_jobs(1)
     conn.execute("SELECT procrastinate_retry_job_v2(%s, now(), NULL, NULL, NULL)", (job_id,))

@@ -309,6 +309,39 @@ def test_purge_deletes_old_failed_sign_ins_and_ended_sessions(db_url, conn, monk
     assert sessions == {"live", "lately"}
 
 
+def test_purge_forgets_run_counts_older_than_a_week(db_url, conn, monkeypatch):
+    conn.execute(
+        "INSERT INTO job_minutes (minute, queue_name, organization, finished, failed) VALUES"
+        " (date_trunc('minute', now() - interval '8 days'), 'default', '1', 5, 1),"
+        " (date_trunc('minute', now() - interval '6 days'), 'default', '1', 7, 0)"
+    )
+    run_task(db_url, maintenance.purge_finished_jobs, monkeypatch, JOB_RETENTION_DAYS=7)
+    assert conn.execute("SELECT finished FROM job_minutes").fetchall() == [(7,)]
+
+
+def test_finished_jobs_are_counted_by_queue_organization_and_state(
+    db_url, conn, finished_job, monkeypatch
+):
+    for status in ("succeeded", "succeeded", "failed", "cancelled"):
+        finished_job(status, "1 hour")
+    finished_job("succeeded", "1 hour", queue="housekeeping")
+    finished_job("todo", "1 hour")  # waiting jobs are counted live, not here
+    conn.execute(  # a state no job is in any more is dropped
+        "INSERT INTO job_state_counts"
+        " VALUES ('default', '1', 'aborted', 3, now() - interval '1 minute')"
+    )
+    run_task(db_url, maintenance.count_finished_jobs, monkeypatch)
+    rows = conn.execute(
+        "SELECT queue_name, organization, status, jobs FROM job_state_counts ORDER BY 1, 3"
+    ).fetchall()
+    assert rows == [
+        ("default", "1", "cancelled", 1),
+        ("default", "1", "failed", 1),
+        ("default", "1", "succeeded", 2),
+        ("housekeeping", "1", "succeeded", 1),
+    ]
+
+
 def test_purge_keeps_a_job_with_any_recent_event(db_url, conn, finished_job, monkeypatch):
     job_id = finished_job("failed", "10 days")
     conn.execute(
@@ -319,7 +352,12 @@ def test_purge_keeps_a_job_with_any_recent_event(db_url, conn, finished_job, mon
 
 
 def test_housekeeping_runs_on_its_own_queue_above_every_client_priority():
-    for task in (maintenance.retry_stalled_jobs, maintenance.purge_finished_jobs):
+    tasks = (
+        maintenance.retry_stalled_jobs,
+        maintenance.purge_finished_jobs,
+        maintenance.count_finished_jobs,
+    )
+    for task in tasks:
         assert task.queue == "housekeeping"
         assert task.priority > 100
 
@@ -330,7 +368,8 @@ def test_procrastinate_s_own_worker_runs_housekeeping(db_url, conn):
     params = psycopg.conninfo.conninfo_to_dict(db_url)
     names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}
     libpq = {names[key]: str(value) for key, value in params.items() if key in names}
-    for task in ("retry_stalled_jobs", "purge_finished_jobs"):  # as the periodic deferrer does
+    tasks = ("retry_stalled_jobs", "purge_finished_jobs", "count_finished_jobs")
+    for task in tasks:  # as the periodic deferrer does
         conn.execute(
             "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
             " VALUES ('housekeeping', %s, '{\"timestamp\": 0}')",
@@ -349,6 +388,7 @@ def test_procrastinate_s_own_worker_runs_housekeeping(db_url, conn):
         "SELECT DISTINCT task_name, status::text FROM procrastinate_jobs ORDER BY task_name"
     ).fetchall()
     assert rows == [
+        ("maintenance:count_finished_jobs", "succeeded"),
         ("maintenance:purge_finished_jobs", "succeeded"),
         ("maintenance:retry_stalled_jobs", "succeeded"),
     ]

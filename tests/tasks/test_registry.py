@@ -54,7 +54,11 @@ def test_maintenance_tasks_are_periodic_and_not_deferrable():
             (p.task, p.periodic_id) for p in app.periodic_registry.periodic_tasks.values()
         ]
     }
-    assert periodic == {"maintenance:retry_stalled_jobs", "maintenance:purge_finished_jobs"}
+    assert periodic == {
+        "maintenance:retry_stalled_jobs",
+        "maintenance:purge_finished_jobs",
+        "maintenance:count_finished_jobs",
+    }
     assert not periodic & set(deferrable())
 
 

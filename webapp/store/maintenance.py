@@ -107,3 +107,34 @@ async def delete_old_sign_in_records(
         {"cutoff": cutoff, "limit": limit},
     )
     return (await cursor.fetchone())[0]
+
+
+async def delete_old_job_minutes(conn: psycopg.AsyncConnection, cutoff: datetime.datetime) -> int:
+    """Forget per-minute run counts from before ``cutoff``."""
+    cursor = await conn.execute("DELETE FROM job_minutes WHERE minute < %s", (cutoff,))
+    return cursor.rowcount
+
+
+async def count_finished_jobs(conn: psycopg.AsyncConnection) -> None:
+    """Count finished jobs by queue, organization and state into ``job_state_counts``."""
+    await conn.execute(
+        """
+        INSERT INTO job_state_counts AS c (queue_name, organization, status, jobs, counted_at)
+        SELECT queue_name, coalesce(args ->> 'organization_id', ''), status::text, count(*),
+               statement_timestamp()
+        FROM procrastinate_jobs
+        WHERE status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+        GROUP BY 1, 2, 3
+        ORDER BY 1, 2, 3
+        ON CONFLICT (queue_name, organization, status) DO UPDATE SET
+            jobs = excluded.jobs, counted_at = excluded.counted_at
+        """
+    )
+
+
+async def delete_uncounted_states(conn: psycopg.AsyncConnection) -> None:
+    """Drop the counts that the last count did not find any more (no such job left)."""
+    await conn.execute(
+        "DELETE FROM job_state_counts"
+        " WHERE counted_at < (SELECT max(counted_at) FROM job_state_counts)"
+    )
