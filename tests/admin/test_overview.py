@@ -43,7 +43,7 @@ def text(html: str) -> list[str]:
 def row_of(page: str, queue: str) -> list[list[str]]:
     """The words of each cell of a queue's row (after its name)."""
     for row in re.findall(r"<tr>(.*?)</tr>", page, re.S):
-        name = re.search(r'<th scope="row">(.*?)</th>', row, re.S)
+        name = re.search(r'<th scope="row"[^>]*>(.*?)</th>', row, re.S)
         if name and text(name.group(1))[:1] == [queue]:
             return [text(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
     raise AssertionError(f"no row for {queue}")
@@ -113,7 +113,7 @@ def test_oldest_waiting_and_last_hour(sign_in, jobs, conn):
     page = sign_in("operator").client.get(OVERVIEW).get_data(as_text=True)
     cells = row_of(page, "default")
     assert " ".join(cells[8]).startswith("10 min")
-    assert cells[9] == ["42", "ended", "3", "failed"]
+    assert cells[9][-4:] == ["42", "ended,", "3", "failed"]
     assert "42 runs ended in the last hour, at most 30 in a minute" in page
 
 

@@ -1,0 +1,88 @@
+"""The admin pages in a real browser: every page, light and dark, desktop and phone."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_PASSWORD
+
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+
+
+def shots_folder(tmp_path) -> Path:
+    """SCREENSHOT_DIR when set (to look at the pages), else the test's own folder."""
+    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def busy_queues(conn, orgs):
+    """Jobs in every state, an hour of throughput and a paused queue, as a page shows them."""
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status, scheduled_at)"
+        " SELECT q, 'sms:send_notification', jsonb_build_object('organization_id', 1 + i % 2,"
+        " 'to', '+14155550123', 'body', 'hi'), s::procrastinate_job_status,"
+        " CASE WHEN i % 5 = 0 AND s = 'todo' THEN now() + interval '1 hour' END"
+        " FROM generate_series(1, 120) i,"
+        " unnest(ARRAY['sms-notifications', 'email-digests', 'default']) q,"
+        " LATERAL (SELECT (ARRAY['todo', 'succeeded', 'succeeded', 'failed', 'cancelled',"
+        " 'aborted', 'doing'])[1 + i % 7] AS s) st"
+    )
+    conn.execute(
+        "INSERT INTO job_minutes SELECT date_trunc('minute', now()) - m * interval '1 minute',"
+        " q, '1', 20 + (m * 7) % 30, m % 4 FROM generate_series(0, 59) m,"
+        " unnest(ARRAY['sms-notifications', 'email-digests']) q"
+    )
+    conn.execute(
+        "INSERT INTO job_state_counts SELECT queue_name, args ->> 'organization_id',"
+        " status::text, count(*), now() FROM procrastinate_jobs"
+        " WHERE status IN ('succeeded', 'failed', 'cancelled', 'aborted') GROUP BY 1, 2, 3"
+    )
+    conn.execute(
+        "INSERT INTO queue_settings (queue_name, paused_at, paused_by)"
+        " VALUES ('email-digests', now() - interval '4 minutes', 'admin@example.com')"
+    )
+
+
+def sign_in(page, email):
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/")
+
+
+def test_every_admin_page_light_and_dark_on_desktop_and_phone(
+    browser, live_server, make_user, busy_queues, tmp_path
+):
+    email = make_user("admin@example.com", 1, "admin")
+    folder = shots_folder(tmp_path)
+    for scheme in ("light", "dark"):
+        for size, viewport in VIEWPORTS.items():
+            context = browser.new_context(
+                base_url=live_server, color_scheme=scheme, viewport=viewport
+            )
+            page = context.new_page()
+            errors = []
+            page.on("console", lambda m, errors=errors: m.type == "error" and errors.append(m.text))
+            sign_in(page, email)
+            page.goto("/admin/queues")
+            links = page.locator("nav.admin-nav a")
+            pages = [
+                (links.nth(i).inner_text(), links.nth(i).get_attribute("href"))
+                for i in range(links.count())
+            ]
+            assert pages[0][0] == "Queues"
+            for label, href in pages:
+                response = page.goto(href)
+                assert response.status == 200, (label, href)
+                assert page.locator("h1").count() == 1
+                name = re.sub(r"\W+", "-", label.lower()).strip("-")
+                page.screenshot(
+                    path=str(folder / f"admin-{name}-{scheme}-{size}.png"), full_page=True
+                )
+            assert errors == [], errors  # no CSP refusal, no script error
+            context.close()
