@@ -9,7 +9,8 @@ import time
 import procrastinate
 
 from tasks import queues
-from tasks.payloads import FlakyPayload, NoopPayload, SleepPayload
+from tasks.payloads import FlakyPayload, NoopPayload, SleepPayload, StepsPayload
+from tasks.progress import report_progress
 from tasks.registry import Backoff, job_task
 
 bp = procrastinate.Blueprint()
@@ -48,6 +49,23 @@ async def sleep(payload: SleepPayload, context: procrastinate.JobContext) -> dic
             raise procrastinate.exceptions.JobAborted("abort requested")
         await asyncio.sleep(min(remaining, 0.1))
     return {"slept_seconds": payload.seconds}
+
+
+@job_task(
+    bp,
+    name="work_in_steps",
+    payload=StepsPayload,
+    queue=queues.DEFAULT,
+    time_limit=3600,
+    retry=Backoff(max_retries=0),
+    platform_only=True,
+)
+async def work_in_steps(payload: StepsPayload, context: procrastinate.JobContext) -> dict:
+    """Sleep step by step, reporting progress after each step."""
+    for step in range(1, payload.steps + 1):
+        await asyncio.sleep(payload.seconds_per_step)
+        report_progress(context, step / payload.steps, f"step {step} of {payload.steps}")
+    return {"steps": payload.steps}
 
 
 @job_task(

@@ -4,9 +4,12 @@ import procrastinate
 
 from tasks import providers, queues
 from tasks.payloads import DigestPayload
+from tasks.progress import report_progress
 from tasks.registry import Backoff, job_task
 
 bp = procrastinate.Blueprint()
+
+BATCH = 10  # recipients per message handed to the provider
 
 
 @job_task(
@@ -22,4 +25,19 @@ async def send_digest(payload: DigestPayload, context: procrastinate.JobContext)
     """Send an organization's activity digest by email."""
     subject = f"Your {payload.period} Howdah digest"
     text = f"Digest for organization {payload.organization_id} ({payload.period})."
-    return await providers.email_provider().send(list(payload.recipients), subject, text)
+    recipients = list(payload.recipients)
+    provider = providers.email_provider()
+    sent = []
+    report_progress(context, 0, f"sending {len(recipients)} e-mails")
+    # In batches, so that the job's page shows how far a long list has gone.
+    for start in range(0, len(recipients), BATCH):
+        sent.append(await provider.send(recipients[start : start + BATCH], subject, text))
+        done = min(start + BATCH, len(recipients))
+        report_progress(
+            context, done / len(recipients), f"sent {done} of {len(recipients)} e-mails"
+        )
+    return {
+        "provider": provider.name,
+        "sent": all(result["sent"] for result in sent),
+        "recipients": len(recipients),
+    }

@@ -100,6 +100,13 @@ class SleepPayload(JobPayload):
     seconds: float = Field(ge=0, le=3600, strict=True)  # a number, not text or a boolean
 
 
+class StepsPayload(JobPayload):
+    """How many steps to take, and how long each takes."""
+
+    steps: integer(ge=1, le=10_000)
+    seconds_per_step: float = Field(ge=0, le=60, strict=True)
+
+
 class FlakyPayload(JobPayload):
     """How many attempts fail before one succeeds."""
 

@@ -17,6 +17,7 @@ import pydantic
 from procrastinate import JobContext
 from procrastinate.job_context import AbortReason
 
+from tasks import progress
 from tasks.payloads import JobPayload
 
 
@@ -123,6 +124,9 @@ def job_task(
                 if context.abort_reason() == AbortReason.USER_REQUEST:
                     raise procrastinate.exceptions.JobAborted("aborted on request") from None
                 raise
+            finally:
+                # The last progress reported lands before the job's outcome is written.
+                await progress.flush(context)
 
         task = bp.task(name=name, queue=queue, priority=priority, retry=retry, pass_context=True)(
             run

@@ -228,3 +228,22 @@ def test_cancelling_a_running_job_aborts_it_and_it_can_run_again(service):
     assert job["status"] == "aborted"
     retried = service.http.post(f"{service.base}/jobs/{job_id}/retry", timeout=10).json()
     assert retried["retried_from"] == job_id and retried["status"] == "todo"
+
+
+def test_a_running_jobs_progress_shows_in_the_api_and_ends_at_one(service):
+    service.start_worker()
+    job_id = service.defer("diagnostics:work_in_steps", steps=8, seconds_per_step=0.5)
+    seen = []
+    deadline = time.monotonic() + 30
+    while (job := service.job(job_id))["status"] != "succeeded":
+        assert time.monotonic() < deadline, f"job {job_id} stuck in {job['status']}"
+        if job["status"] == "doing" and job["progress"] is not None:
+            seen.append(job["progress"]["fraction"])
+        time.sleep(0.1)
+    assert any(0 < fraction < 1 for fraction in seen), seen  # shown while it ran
+    assert seen == sorted(seen)
+    assert len(set(seen)) >= 3, "the page would have moved as the job went"
+    assert job["progress"]["fraction"] == 1.0
+    assert job["progress"]["message"] == "step 8 of 8"
+    finished = datetime.datetime.fromisoformat(job["finished_at"])
+    assert datetime.datetime.fromisoformat(job["progress"]["updated_at"]) <= finished

@@ -32,6 +32,7 @@ def test_tasks_lists_what_the_caller_may_defer(client, admin_client):
         | {
             "diagnostics:noop",
             "diagnostics:sleep",
+            "diagnostics:work_in_steps",
             "diagnostics:fail_then_succeed",
         }
     )
@@ -188,7 +189,14 @@ def test_job_documents_are_typed_as_the_server_fills_them(document):
     assert set(job["required"]) == set(job["properties"])
     assert job["additionalProperties"] is False
     assert {"type": "null"} in job["properties"]["organization_id"]["anyOf"]
-    for name in ("retried_from", "retried_as", "created_at", "started_at", "last_error"):
+    for name in (
+        "retried_from",
+        "retried_as",
+        "created_at",
+        "started_at",
+        "last_error",
+        "progress",
+    ):
         assert {"type": "null"} in job["properties"][name]["anyOf"], name
     assert "anyOf" not in job["properties"]["attempts"]
 

@@ -18,6 +18,7 @@ def test_deferrable_tasks_and_their_queues():
         "email:send_digest": queues.EMAIL,
         "diagnostics:noop": queues.DEFAULT,
         "diagnostics:sleep": queues.DEFAULT,
+        "diagnostics:work_in_steps": queues.DEFAULT,
         "diagnostics:fail_then_succeed": queues.DEFAULT,
     }
     for name, spec in deferrable().items():
@@ -88,6 +89,7 @@ class FakeContext:
 
     def __init__(self, attempts: int = 0):
         self.job = job(attempts)
+        self.additional_context = {}  # where progress reports keep their state
 
     def should_abort(self) -> bool:
         return False

@@ -1,6 +1,7 @@
 """Jinja filters of the admin pages: times, ages, durations and counts, for people."""
 
 import datetime
+import math
 
 from webapp.admin import bp
 
@@ -49,3 +50,11 @@ def ago(value: datetime.datetime | None) -> str:
 def count(value: int | None) -> str:
     """A count with thousands separated: ``1,204,331``."""
     return NONE if value is None else f"{value:,}"
+
+
+@bp.app_template_filter("percent")
+def percent(fraction: float | None) -> str:
+    """A fraction from 0 to 1 as a whole percentage, rounded down (``99%`` until done)."""
+    if fraction is None:
+        return NONE
+    return f"{math.floor(fraction * 100 + 1e-6)}%"  # 0.29 * 100 is 28.999999999999996

@@ -65,6 +65,14 @@ class LastError(Document):
     message: str | None
 
 
+class Progress(Document):
+    """The progress the job's task last reported; kept once the job has ended."""
+
+    fraction: float = Field(ge=0, le=1, description="How far the task had come, from 0 to 1")
+    message: str = Field(max_length=200, description="What the task said it was doing")
+    updated_at: datetime.datetime = Field(description="When the task reported it")
+
+
 class Job(Document):
     """A job as the API shows it."""
 
@@ -90,6 +98,9 @@ class Job(Document):
     last_error: LastError | None
     retried_from: Id | None = Field(description="The job this one is a retry of")
     retried_as: Id | None = Field(description="The job deferred as a retry of this one")
+    progress: Progress | None = Field(
+        description="The latest progress its task reported (in any run); null if none"
+    )
     links: Links
 
     @classmethod
@@ -100,6 +111,9 @@ class Job(Document):
             last_error = LastError.model_construct(
                 class_=row["error_class"], message=row["error_message"]
             )
+        progress = None
+        if row["progress"] is not None:
+            progress = Progress.model_construct(**row["progress"])
         return cls.model_construct(
             id=row["id"],
             status=row["status"],
@@ -117,6 +131,7 @@ class Job(Document):
             last_error=last_error,
             retried_from=row["retried_from"],
             retried_as=row["retried_as"],
+            progress=progress,
             links=links(row["id"]),
         )
 

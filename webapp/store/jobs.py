@@ -1,19 +1,23 @@
 """Reads and state changes on jobs, scoped by organization (``None`` = every organization)."""
 
 import psycopg
+import psycopg.rows
 from psycopg.rows import dict_row
 
 # One row per job, with times from Procrastinate's events, the last error we recorded,
-# and the jobs a manual retry links it to.
+# the jobs a manual retry links it to, and the last progress its task reported.
 JOB_COLUMNS = """
     j.id, j.status::text AS status, j.task_name, j.queue_name, j.priority, j.args,
     j.scheduled_at, j.abort_requested, j.queueing_lock,
     ev.created_at, ev.started_at, ev.finished_at, ev.runs,
     err.error_class, err.error_message,
-    retried_from.job_id AS retried_from, retried_as.retry_job_id AS retried_as
+    retried_from.job_id AS retried_from, retried_as.retry_job_id AS retried_as,
+    progress.fraction AS progress_fraction, progress.message AS progress_message,
+    progress.updated_at AS progress_updated_at
 """
 JOB_JOINS = """
     LEFT JOIN job_retries retried_from ON retried_from.retry_job_id = j.id
+    LEFT JOIN job_progress progress ON progress.job_id = j.id
     LEFT JOIN job_retries retried_as ON retried_as.job_id = j.id
     LEFT JOIN LATERAL (
         SELECT min(e.at) FILTER (WHERE e.type = 'deferred') AS created_at,
@@ -29,6 +33,11 @@ JOB_JOINS = """
         ORDER BY a.attempt DESC LIMIT 1
     ) err ON true
 """
+PROGRESS_COLUMNS = {
+    "progress_fraction": "fraction",
+    "progress_message": "message",
+    "progress_updated_at": "updated_at",
+}
 IN_SCOPE = "(%(org)s::text IS NULL OR j.args ->> 'organization_id' = %(org)s::text)"
 
 
@@ -36,9 +45,23 @@ def _scope(organization_id: int | None) -> str | None:
     return None if organization_id is None else str(organization_id)
 
 
+def job_row(cursor: psycopg.Cursor) -> psycopg.rows.RowMaker[dict]:
+    """Dict rows of JOB_COLUMNS, the progress columns nested as ``progress`` (None for a
+    job that reported none), the shape the API document and the job page read."""
+    make_dict = dict_row(cursor)
+
+    def make(values):
+        row = make_dict(values)
+        progress = {key: row.pop(column) for column, key in PROGRESS_COLUMNS.items()}
+        row["progress"] = progress if progress["updated_at"] is not None else None
+        return row
+
+    return make
+
+
 def get_job(conn: psycopg.Connection, job_id: int, organization_id: int | None) -> dict | None:
-    """One job with its times, run count and last error, if it is in scope."""
-    with conn.cursor(row_factory=dict_row) as cur:
+    """One job with its times, run count, last error and progress, if it is in scope."""
+    with conn.cursor(row_factory=job_row) as cur:
         return cur.execute(
             f"SELECT {JOB_COLUMNS} FROM procrastinate_jobs j {JOB_JOINS}"
             f" WHERE j.id = %(id)s AND {IN_SCOPE}",
@@ -75,7 +98,7 @@ def list_jobs(
 ) -> list[dict]:
     """Jobs in scope, newest first, after the ``before_id`` cursor (keyset pagination),
     leaving out ``hidden_queue``."""
-    with conn.cursor(row_factory=dict_row) as cur:
+    with conn.cursor(row_factory=job_row) as cur:
         return cur.execute(
             LIST_JOBS,
             {
