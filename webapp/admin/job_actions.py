@@ -87,7 +87,9 @@ def abort_job(job: dict) -> Outcome:
 
 
 def delete(job: dict) -> Outcome:
-    status = store.delete_finished_job(db.get_conn(), job["id"])
+    conn = db.get_conn()
+    store.unlink_periodic_defer(conn, job["id"])
+    status = store.delete_finished_job(conn, job["id"])
     if status is None:
         raise InvalidState("a waiting or running job cannot be deleted; cancel it first")
     record("job.delete", job, status=status, task=job["task_name"])

@@ -32,25 +32,32 @@ def list_events(conn: psycopg.Connection, job_id: int) -> list[dict]:
         ).fetchall()
 
 
+def unlink_periodic_defer(conn: psycopg.Connection, job_id: int) -> None:
+    """Forget a finished job in the record of periodic deferrals (which refers to it),
+    so that it can be deleted; the record itself stays, as Procrastinate's needs it."""
+    conn.execute(
+        """
+        UPDATE procrastinate_periodic_defers SET job_id = NULL
+        WHERE job_id = %(id)s AND EXISTS (
+            SELECT 1 FROM procrastinate_jobs
+            WHERE id = %(id)s AND status = ANY(%(finished)s::procrastinate_job_status[])
+        )
+        """,
+        {"id": job_id, "finished": list(FINISHED)},
+    )
+
+
 def delete_finished_job(conn: psycopg.Connection, job_id: int) -> str | None:
     """Delete a finished job with its attempts (its events and retry links cascade), and
-    return the status it had; None if it is not finished (or gone). A periodic task's
-    record of the job keeps its row, without the job, as Procrastinate's own clean-up
-    leaves it."""
+    return the status it had; None if it is not finished (or gone)."""
     row = conn.execute(
         """
-        WITH doomed AS (
-            SELECT id, status::text AS status FROM procrastinate_jobs
+        WITH gone AS (
+            DELETE FROM procrastinate_jobs
             WHERE id = %(id)s AND status = ANY(%(finished)s::procrastinate_job_status[])
-            FOR UPDATE
-        ), unlinked AS (
-            UPDATE procrastinate_periodic_defers p SET job_id = NULL
-            FROM doomed WHERE p.job_id = doomed.id
-        ), gone AS (
-            DELETE FROM procrastinate_jobs j USING doomed WHERE j.id = doomed.id
-            RETURNING doomed.status
+            RETURNING id, status::text AS status
         ), attempts AS (
-            DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM doomed)
+            DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)
         )
         SELECT status FROM gone
         """,
