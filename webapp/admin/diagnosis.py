@@ -10,7 +10,9 @@ from webapp.admin.formatting import span, when
 from webapp.queue import organization_of
 from webapp.store import diagnosis as store
 
-AHEAD_LIMIT = 10_000  # jobs ahead counted at most, per kind, so the count stays fast
+# Index entries read at most, for each kind of job ahead, so that the count stays fast:
+# past it the page says "at least".
+AHEAD_LIMIT = 1_000
 TOP_TASKS = 3  # tasks named when every slot is busy
 
 
@@ -135,12 +137,14 @@ def busy(facts: Facts) -> Reason | None:
     used = sum(w["running"] for w in facts.workers)
     if not facts.workers or used < slots:
         return None
-    tasks = ", ".join(f"{plural(t['running'], 'job')} of {t['task_name']}" for t in facts.busy_with)
+    tasks = [f"{plural(t['running'], 'job')} of {t['task_name']}" for t in facts.busy_with]
+    if sum(t["running"] for t in facts.busy_with) < used:
+        tasks.append("others")
     return Reason(
         "busy",
-        f"Every worker slot is busy: {used:,} of {plural(slots, 'slot')} of the"
-        f" {plural(len(facts.workers), 'worker')} serving its queue run jobs"
-        + (f", most of them {tasks}." if tasks else "."),
+        f"Every worker slot is busy: the {plural(len(facts.workers), 'worker')} serving its"
+        f" queue run {plural(used, 'job')} in their {plural(slots, 'slot')}"
+        + (f": {', '.join(tasks)}." if tasks else "."),
     )
 
 
@@ -148,7 +152,7 @@ def behind(job: dict, facts: Facts, now: datetime.datetime) -> Reason | None:
     count, more = facts.ahead["ahead"], facts.ahead["more"]
     if count == 0 or (job["scheduled_at"] is not None and job["scheduled_at"] > now):
         return None
-    many = f"more than {count:,} jobs" if more else plural(count, "job")
+    many = f"at least {count:,} jobs" if more else plural(count, "job")
     return Reason(
         "behind",
         f"It waits behind {many} of higher priority, or of the same priority and deferred"
