@@ -101,6 +101,14 @@ def test_cancel_a_waiting_job(sign_in, conn):
     assert audit_rows(conn, "job.cancel") == [(str(job_id), 1, {})]
 
 
+def test_a_running_job_asked_to_abort_offers_no_abort_again(sign_in, conn):
+    job_id = add_job(conn, status="doing")
+    conn.execute("UPDATE procrastinate_jobs SET abort_requested = true WHERE id = %s", (job_id,))
+    page = sign_in("operator").client.get(JOB.format(job_id)).get_data(as_text=True)
+    assert f"/jobs/{job_id}/abort" not in page
+    assert "<dt>Abort requested</dt><dd>yes</dd>" in page
+
+
 def test_abort_a_running_job(sign_in, conn):
     job_id = add_job(conn, status="doing")
     person = sign_in("operator")
@@ -279,7 +287,7 @@ def test_the_edited_job_is_deferred_and_audited_with_the_diff(sign_in, conn):
         5,
         sms_args(body="hello again"),
     )
-    ((target, org, details),) = audit_rows(conn, "job.retry_with_edits")
+    ((target, org, details),) = audit_rows(conn, "job.retried_with_edits")
     assert (target, org, details["job_id"]) == (str(job_id), 1, new_id)
     assert '-  "body": "hi",' in details["diff"] and '+  "body": "hello again",' in details["diff"]
 
@@ -368,3 +376,18 @@ def test_an_edited_retry_is_rolled_back_with_its_audit_entry(sign_in, conn, refu
     assert response.status_code == 500
     assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 1
     assert conn.execute("SELECT count(*) FROM job_retries").fetchone()[0] == 0
+
+
+def test_a_body_far_past_the_limit_is_a_413(sign_in, conn, app):
+    job_id = add_job(conn, status="failed")
+    big = sms_args(body="x" * (app.config["API_MAX_BODY_BYTES"] * 4))
+    response = edit(sign_in("operator"), job_id, big, action="defer")
+    assert response.status_code == 413
+    assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 1
+
+
+def test_other_forms_keep_their_small_limit(sign_in):
+    person = sign_in("operator")
+    page = person.client.get("/admin/queues").get_data(as_text=True)
+    data = {"csrf_token": csrf_of(page), "organization_id": "1", "x": "y" * 70_000}
+    assert person.client.post("/admin/queues/organization", data=data).status_code == 413

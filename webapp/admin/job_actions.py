@@ -11,7 +11,7 @@ from webapp import audit, db, security
 from webapp.admin import bp, payloads
 from webapp.admin.job_detail import actions_for, get_job_or_404
 from webapp.admin.layout import admin_url
-from webapp.forms import EditRetryForm, JobActionForm
+from webapp.forms import EditRetryForm
 from webapp.queue import InvalidState, TaskNotAllowed, get_queue, organization_of
 from webapp.store import job_detail as store
 
@@ -45,8 +45,7 @@ def page_of(job_id: int | None) -> str:
 
 def act(job_id: int, change: Callable[[dict], Outcome]):
     """Run ``change`` on the job with its audit entry in one transaction; flash, redirect."""
-    job = get_job_or_404(job_id)
-    JobActionForm()  # its CSRF token was checked before the view
+    job = get_job_or_404(job_id)  # the CSRF token was checked before the view
     try:
         with db.get_conn().transaction():
             message, shown = change(job)
@@ -128,7 +127,7 @@ def defer_edited(job: dict, args: dict, lines: list[tuple[str, str]]) -> int:
     try:
         with conn.transaction():
             new_id = store.defer_edited_copy(conn, job["id"], args)
-            record("job.retry_with_edits", job, job_id=new_id, diff=payloads.diff_text(lines))
+            record("job.retried_with_edits", job, job_id=new_id, diff=payloads.diff_text(lines))
     except psycopg.errors.UniqueViolation as exc:
         if exc.diag.table_name == "job_retries":
             raise InvalidState("this job was retried already, a moment ago") from None

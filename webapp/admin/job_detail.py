@@ -41,6 +41,8 @@ def actions_for(job: dict) -> set[str]:
     if not current_user.can_write:
         return set()
     found = {"todo": {"cancel"}, "doing": {"abort"}}.get(job["status"], set())
+    if job["abort_requested"]:
+        found.discard("abort")  # asked already; the job stops at its next check
     if job["status"] in FINISHED:
         found.add("delete")
     if job["status"] in RETRYABLE and job["retried_as"] is None:
