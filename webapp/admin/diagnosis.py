@@ -64,6 +64,7 @@ def plural(count: int, word: str) -> str:
 
 
 def scheduled(job: dict, now: datetime.datetime) -> Reason | None:
+    """Its time has not come."""
     at = job["scheduled_at"]
     if at is None or at <= now:
         return None
@@ -71,6 +72,7 @@ def scheduled(job: dict, now: datetime.datetime) -> Reason | None:
 
 
 def paused(job: dict, facts: Facts, now: datetime.datetime) -> Reason | None:
+    """Its queue is paused."""
     settings = facts.settings or {}
     since = settings.get("paused_at")
     if since is None:
@@ -85,6 +87,7 @@ def paused(job: dict, facts: Facts, now: datetime.datetime) -> Reason | None:
 
 
 def locked(job: dict, facts: Facts) -> Reason | None:
+    """Another job holds its lock, or waits for it first."""
     holder = facts.lock_holder
     if holder is None:
         return None
@@ -98,6 +101,7 @@ def locked(job: dict, facts: Facts) -> Reason | None:
 
 
 def no_worker(job: dict, facts: Facts) -> Reason | None:
+    """No worker with a fresh heartbeat takes jobs from its queue."""
     if facts.workers:
         return None
     return Reason(
@@ -108,6 +112,7 @@ def no_worker(job: dict, facts: Facts) -> Reason | None:
 
 
 def capped(job: dict, facts: Facts) -> list[Reason]:
+    """Its queue, or its organization in that queue, runs as many jobs as it may."""
     settings, running, found = facts.settings or {}, facts.running, []
     cap = settings.get("max_running")
     if cap is not None and running["queue"] >= cap:
@@ -133,6 +138,7 @@ def capped(job: dict, facts: Facts) -> list[Reason]:
 
 
 def busy(facts: Facts) -> Reason | None:
+    """Every slot of the workers serving its queue runs a job."""
     slots = sum(w["concurrency"] for w in facts.workers)
     used = sum(w["running"] for w in facts.workers)
     if not facts.workers or used < slots:
@@ -149,6 +155,7 @@ def busy(facts: Facts) -> Reason | None:
 
 
 def behind(job: dict, facts: Facts, now: datetime.datetime) -> Reason | None:
+    """Due jobs a worker takes first wait in its queue."""
     count, more = facts.ahead["ahead"], facts.ahead["more"]
     if count == 0 or (job["scheduled_at"] is not None and job["scheduled_at"] > now):
         return None

@@ -57,6 +57,7 @@ def act(job_id: int, change: Callable[[dict], Outcome]):
 
 
 def retry(job: dict) -> Outcome:
+    """Retry: a failed job goes back to its queue, another is deferred afresh."""
     new_id = get_queue().retry(job, platform=current_user.is_admin)
     if new_id == job["id"]:
         record("job.retry", job)
@@ -66,6 +67,7 @@ def retry(job: dict) -> Outcome:
 
 
 def cancel(job: dict) -> Outcome:
+    """Cancel a waiting job (one that started meanwhile is asked to abort)."""
     if job["status"] != "todo":
         raise InvalidState(f"only a waiting job can be cancelled; this one is {job['status']}")
     get_queue().cancel(job)
@@ -78,6 +80,7 @@ def cancel(job: dict) -> Outcome:
 
 
 def abort_job(job: dict) -> Outcome:
+    """Ask a running job to abort."""
     if job["status"] != "doing":
         raise InvalidState(f"only a running job can be aborted; this one is {job['status']}")
     get_queue().cancel(job)
@@ -86,6 +89,7 @@ def abort_job(job: dict) -> Outcome:
 
 
 def delete(job: dict) -> Outcome:
+    """Delete a finished job with its attempts."""
     conn = db.get_conn()
     store.unlink_periodic_defer(conn, job["id"])
     status = store.delete_finished_job(conn, job["id"])

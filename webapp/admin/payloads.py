@@ -78,6 +78,7 @@ def diff(original: Any, edited: Any, job_id: int) -> list[tuple[str, str]]:
 
 
 def kind_of(line: str) -> str:
+    """What a line of a unified diff is."""
     if line.startswith(("+++", "---", "@@")):
         return "hunk"
     return {"+": "added", "-": "removed"}.get(line[:1], "same")

@@ -18,7 +18,7 @@ def get_job(conn: psycopg.Connection, job_id: int, organization_id: int | None) 
             f"SELECT {jobs.JOB_COLUMNS}, j.lock, j.attempts, j.worker_id"
             f" FROM procrastinate_jobs j {jobs.JOB_JOINS}"
             f" WHERE j.id = %(id)s AND {jobs.IN_SCOPE}",
-            {"id": job_id, "org": jobs._scope(organization_id)},
+            {"id": job_id, "org": None if organization_id is None else str(organization_id)},
         ).fetchone()
 
 
