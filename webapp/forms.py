@@ -1,7 +1,14 @@
 """HTML forms (Flask-WTF: every form carries a CSRF token)."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, HiddenField, IntegerField, PasswordField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    IntegerField,
+    PasswordField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length, NumberRange
 
 
@@ -24,3 +31,14 @@ class SwitchOrganizationForm(FlaskForm):
     organization_id = IntegerField(
         "Organization", validators=[DataRequired(), NumberRange(min=1, max=2**63 - 1)]
     )
+
+
+class JobActionForm(FlaskForm):
+    """Retry, cancel, abort or delete one job: a POST with its CSRF token only."""
+
+
+class EditRetryForm(FlaskForm):
+    """A failed, cancelled or aborted job's payload, edited, to defer as its retry."""
+
+    payload = TextAreaField("Payload (JSON)", validators=[DataRequired()])
+    action = HiddenField()

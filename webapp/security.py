@@ -1,7 +1,7 @@
 """Cross-cutting protections: CSRF, security headers, secure cookies, proxy headers, and
 bounds on what a request body may hold."""
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
@@ -83,6 +83,28 @@ def bound_chunked_body():
         read_body(MAX_BODY_BYTES)
 
 
+def wide_form(setting: str):
+    """Let a view's form take a body up to the bytes in config ``setting`` (plus room for
+    the form's other fields) instead of MAX_BODY_BYTES, so that the view itself can say
+    what is too large; used by the form that edits a job's payload."""
+
+    def mark(view):
+        view.form_limit_setting = setting
+        return view
+
+    return mark
+
+
+def widen_form_limits():
+    """Raise the body limits for a ``wide_form`` view, before the CSRF check parses it."""
+    view = current_app.view_functions.get(request.endpoint)
+    setting = getattr(view, "form_limit_setting", None)
+    if setting is not None:
+        limit = current_app.config[setting] * 3 + MAX_FORM_FIELD_BYTES  # %-escaped in transit
+        request.max_content_length = limit
+        request.max_form_memory_size = limit
+
+
 def add_headers(response):
     """Security headers on every response, no caching of anything but static files, and
     flask-login's remember cookie Secure over HTTPS."""
@@ -114,6 +136,7 @@ def init_app(app: Flask) -> None:
     app.json = JSONProvider(app)
     app.session_interface = SessionInterface()
     app.before_request(bound_chunked_body)  # before the CSRF check parses the form
+    app.before_request(widen_form_limits)  # likewise
     csrf.init_app(app)
     # Registered before flask-login's hook, so it runs after it and sees its cookie.
     app.after_request(add_headers)

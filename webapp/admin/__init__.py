@@ -43,4 +43,11 @@ def gate():
     return None
 
 
-from webapp.admin import formatting, layout, overview, session  # noqa: E402,F401  (routes register on bp)
+from webapp.admin import (  # noqa: E402,F401  (routes register on bp)
+    formatting,
+    job_actions,
+    job_detail,
+    layout,
+    overview,
+    session,
+)
