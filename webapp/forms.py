@@ -1,8 +1,17 @@
 """HTML forms (Flask-WTF: every form carries a CSRF token)."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, HiddenField, IntegerField, PasswordField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    IntegerField,
+    PasswordField,
+    StringField,
+)
 from wtforms.validators import DataRequired, Length, NumberRange
+
+from webapp.accounts import MAX_TOKEN_DAYS
 
 
 class LoginForm(FlaskForm):
@@ -23,4 +32,19 @@ class SwitchOrganizationForm(FlaskForm):
 
     organization_id = IntegerField(
         "Organization", validators=[DataRequired(), NumberRange(min=1, max=2**63 - 1)]
+    )
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something named by its URL: only its CSRF token."""
+
+
+class TokenCreateForm(FlaskForm):
+    """A new API token: a label, and days until it expires (as the CLI bounds them)."""
+
+    name = StringField("Name", validators=[Length(max=100)])
+    expires_days = IntegerField(
+        "Expires after (days)",
+        default=90,
+        validators=[DataRequired(), NumberRange(min=1, max=MAX_TOKEN_DAYS)],
     )

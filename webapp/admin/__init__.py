@@ -43,4 +43,4 @@ def gate():
     return None
 
 
-from webapp.admin import formatting, layout, overview, queue_actions, session  # noqa: E402,F401  (routes register on bp)
+from webapp.admin import formatting, layout, overview, queue_actions, session, tokens  # noqa: E402,F401  (routes register on bp)
