@@ -163,9 +163,10 @@ RETRY_FAILED_BATCH = f"""
         SELECT j.id, j.task_name, j.queueing_lock,
                j.task_name = ANY (%(held)s) AS held,
                EXISTS (SELECT 1 FROM job_retries r WHERE r.job_id = j.id) AS copied
-          FROM procrastinate_jobs j
-         WHERE j.status = 'failed' AND j.queue_name = %(queue)s AND {IN_SCOPE}
-           AND j.id > %(after)s
+          FROM (SELECT * FROM procrastinate_jobs j
+                 WHERE j.status = 'failed' AND j.queue_name = %(queue)s AND {IN_SCOPE}
+                   AND j.id > %(after)s
+                OFFSET 0) AS j  -- read through the failed jobs' index, not every id in order
          ORDER BY j.id
          LIMIT %(limit)s
     ), eligible AS (
