@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from tests.admin.conftest import csrf_of
+from webapp.store import queues as queue_store
 
 OVERVIEW = "/admin/queues"
 QUEUE_AUDIT = "SELECT count(*) FROM audit_log WHERE action LIKE 'queue.%'"
@@ -65,6 +66,18 @@ def test_an_admin_pauses_a_queue_with_an_audit_entry(sign_in, conn):
     assert audit_rows(conn, "queue.paused") == [
         ("admin1@example.com", "queue", "default", None, {})
     ]
+
+
+def test_a_pause_is_readable_for_the_pages_until_resumed(sign_in, conn):
+    admin = sign_in("admin")
+    assert queue_store.get_pause(conn, "default") is None
+    post(admin, "default/pause")
+    pause = queue_store.get_pause(conn, "default")
+    assert (pause["queue_name"], pause["paused_by"]) == ("default", "admin1@example.com")
+    listed = {row["queue_name"]: row for row in queue_store.list_queue_settings(conn)}
+    assert listed["default"]["paused_at"] == pause["paused_at"]
+    post(admin, "default/resume")
+    assert queue_store.get_pause(conn, "default") is None
 
 
 def test_pausing_twice_keeps_the_first_pause(sign_in, conn):
