@@ -7,9 +7,12 @@ from wtforms import (
     HiddenField,
     IntegerField,
     PasswordField,
+    StringField,
     TextAreaField,
 )
 from wtforms.validators import DataRequired, Length, NumberRange
+
+from webapp.accounts import MAX_TOKEN_DAYS
 
 
 class LoginForm(FlaskForm):
@@ -33,12 +36,23 @@ class SwitchOrganizationForm(FlaskForm):
     )
 
 
-class JobActionForm(FlaskForm):
-    """Retry, cancel, abort or delete one job: a POST with its CSRF token only."""
-
-
 class EditRetryForm(FlaskForm):
     """A failed, cancelled or aborted job's payload, edited, to defer as its retry."""
 
     payload = TextAreaField("Payload (JSON)", validators=[DataRequired()])
     action = HiddenField()
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something named by its URL: only its CSRF token."""
+
+
+class TokenCreateForm(FlaskForm):
+    """A new API token: a label, and days until it expires (as the CLI bounds them)."""
+
+    name = StringField("Name", validators=[Length(max=100)])
+    expires_days = IntegerField(
+        "Expires after (days)",
+        default=90,
+        validators=[DataRequired(), NumberRange(min=1, max=MAX_TOKEN_DAYS)],
+    )

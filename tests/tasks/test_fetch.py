@@ -179,3 +179,79 @@ def test_a_capped_walk_finds_due_jobs_past_groups_that_wait_for_later(
     assert sorted(job_id for job_id, _ in rows) == [due, waiting, elsewhere]
     rows = fetch(db_url, workers[0], 10, queues=["default"], org_cap=1)
     assert ids(rows) == [due, waiting]
+
+
+def pause(conn, *queues_):
+    for queue in queues_:
+        conn.execute(
+            "INSERT INTO queue_settings (queue_name, paused_at, paused_by) VALUES (%s, now(), 't')",
+            (queue,),
+        )
+
+
+@pytest.mark.parametrize("queues", [None, ["default", "sms-notifications"]], ids=["all", "some"])
+def test_a_paused_queue_gives_no_job_and_the_others_go_on(db_url, conn, add, workers, queues):
+    pause(conn, "default")
+    held = [add(priority=100) for _ in range(3)]
+    sms = [add(org=org, queue="sms-notifications") for org in (1, 2)]
+    due = add(queue="sms-notifications", scheduled="2000-01-01T00:00:00Z")
+    assert ids(fetch(db_url, workers[0], 10, queues=queues)) == [*sms, due]
+    status = "SELECT status::text FROM procrastinate_jobs WHERE id = ANY(%s)"
+    assert {s for (s,) in conn.execute(status, (held,))} == {"todo"}
+    conn.execute("UPDATE queue_settings SET paused_at = NULL")
+    assert ids(fetch(db_url, workers[1], 10, queues=queues)) == held
+
+
+def test_a_worker_of_paused_queues_only_takes_nothing(db_url, conn, add, workers):
+    pause(conn, "default", "sms-notifications")
+    add()
+    add(queue="sms-notifications", scheduled="2000-01-01T00:00:00Z")
+    elsewhere = add(queue="email-digests")
+    assert fetch(db_url, workers[0], 10, queues=["default", "sms-notifications"]) == []
+    assert ids(fetch(db_url, workers[0], 10)) == [elsewhere]
+
+
+def test_a_pause_holds_beside_caps(db_url, conn, add, workers):
+    # A capped queue, a paused one with a per-organization cap, and the worker-wide cap.
+    conn.execute(
+        "INSERT INTO queue_settings (queue_name, max_running, organization_max_running,"
+        " paused_at) VALUES ('default', 2, NULL, NULL), ('sms-notifications', NULL, 5, now())"
+    )
+    default = [add(org=n % 2 + 1) for n in range(4)]
+    [add(org=1, queue="sms-notifications", priority=50) for _ in range(3)]
+    digest = [add(org=org, queue="email-digests") for org in (1, 1, 3)]
+    rows = fetch(db_url, workers[0], 10, org_cap=2)
+    # default: its cap of 2; email-digests: organization 1 reaches the cap of 2 with the
+    # one running in default; sms-notifications: none, paused.
+    assert sorted(ids(rows)) == sorted([*default[:2], digest[0], digest[2]])
+    assert {row["queue_name"] for row in rows} == {"default", "email-digests"}
+
+
+def rows_read(conn) -> int:
+    """Rows of procrastinate_jobs read so far, by any scan (statistics flushed first)."""
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    return conn.execute(
+        "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables"
+        " WHERE relname = 'procrastinate_jobs'"
+    ).fetchone()[0]
+
+
+def test_a_paused_backlog_is_not_read(conn, add, workers):
+    # A paused backlog that outranks everything costs the fetch nothing: its rows are not
+    # read (the fetch passes over its groups, as over a queue at its cap), where a filter
+    # on the jobs read in priority order would walk past all of them.
+    pause(conn, "default")
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args)"
+        " SELECT 'default', 'diagnostics:noop', 100, '{\"organization_id\": 1}'"
+        " FROM generate_series(1, 20000)"
+    )
+    other = add(queue="sms-notifications")
+    conn.execute("ANALYZE procrastinate_jobs")
+    before = rows_read(conn)
+    with conn.transaction(force_rollback=True):
+        rows = conn.execute(
+            "SELECT id FROM howdah_fetch_jobs(NULL, %s, 10, NULL)", (workers[0],)
+        ).fetchall()
+    assert rows == [(other,)]
+    assert rows_read(conn) - before < 100

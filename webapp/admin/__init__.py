@@ -49,5 +49,7 @@ from webapp.admin import (  # noqa: E402,F401  (routes register on bp)
     job_detail,
     layout,
     overview,
+    queue_actions,
     session,
+    tokens,
 )

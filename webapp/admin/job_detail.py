@@ -10,7 +10,7 @@ import tasks.app  # a module reference: tasks and webapp import each other
 from tasks import queues
 from webapp import db
 from webapp.admin import bp, diagnosis, payloads, scope
-from webapp.forms import JobActionForm
+from webapp.forms import ActionForm
 from webapp.queue import RETRYABLE
 from webapp.store import attempts as attempts_store
 from webapp.store import job_detail as store
@@ -80,7 +80,7 @@ def job_detail(job_id: int):
         events=store.list_events(db.get_conn(), job_id),
         reasons=why_waiting(job, now),
         actions=actions_for(job),
-        form=JobActionForm(),
+        form=ActionForm(),
     )
 
 

@@ -163,3 +163,78 @@ def copy_job(conn: psycopg.Connection, job_id: int) -> int:
         {"id": job_id},
     ).fetchone()
     return row[0]
+
+
+def count_failed_jobs(
+    conn: psycopg.Connection, queue: str, organization_id: int | None, up_to: int
+) -> int:
+    """Failed jobs of a queue in scope, counted up to ``up_to`` (a bound, not a total)."""
+    return conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM procrastinate_jobs j"
+        f" WHERE j.status = 'failed' AND j.queue_name = %(queue)s AND {IN_SCOPE}"
+        " LIMIT %(up_to)s) AS failed",
+        {"queue": queue, "org": _scope(organization_id), "up_to": up_to},
+    ).fetchone()[0]
+
+
+# A batch of a queue's failed jobs in scope, by id after a cursor. Each goes back as
+# retry_failed_job puts one back (abort request cleared), unless its task is held back
+# (platform-only, for a tenant), it was retried as a copy before, or its idempotency key
+# is taken: by a waiting job, or by an earlier job of the batch with the same key.
+RETRY_FAILED_BATCH = f"""
+    WITH batch AS (
+        SELECT j.id, j.task_name, j.queueing_lock,
+               j.task_name = ANY (%(held)s) AS held,
+               EXISTS (SELECT 1 FROM job_retries r WHERE r.job_id = j.id) AS copied
+          FROM (SELECT * FROM procrastinate_jobs j
+                 WHERE j.status = 'failed' AND j.queue_name = %(queue)s AND {IN_SCOPE}
+                   AND j.id > %(after)s
+                OFFSET 0) AS j  -- read through the failed jobs' index, not every id in order
+         ORDER BY j.id
+         LIMIT %(limit)s
+    ), eligible AS (
+        SELECT b.id, b.queueing_lock IS NOT NULL AND (
+                   b.id <> min(b.id) OVER (PARTITION BY b.queueing_lock)
+                   OR EXISTS (SELECT 1 FROM procrastinate_jobs t
+                               WHERE t.queueing_lock = b.queueing_lock AND t.status = 'todo')
+               ) AS key_taken
+          FROM batch b
+         WHERE NOT b.held AND NOT b.copied
+    ), retried AS (
+        UPDATE procrastinate_jobs j
+           SET status = 'todo', scheduled_at = now(), abort_requested = false
+          FROM eligible e
+         WHERE j.id = e.id AND NOT e.key_taken AND j.status = 'failed'
+     RETURNING j.id
+    )
+    SELECT (SELECT max(id) FROM batch) AS last_id,
+           (SELECT count(*) FROM retried) AS retried,
+           (SELECT min(id) FROM retried) AS first_retried,
+           (SELECT count(*) FROM batch WHERE held) AS platform_only,
+           (SELECT count(*) FROM batch WHERE copied AND NOT held) AS copied,
+           (SELECT count(*) FROM eligible WHERE key_taken) AS key_taken
+"""
+
+
+def retry_failed_jobs_batch(
+    conn: psycopg.Connection,
+    queue: str,
+    organization_id: int | None,
+    held_tasks: list[str],
+    after_id: int,
+    limit: int,
+) -> dict:
+    """Put up to ``limit`` failed jobs of a queue (in scope, ids after ``after_id``) back in
+    it; returns the last id read (None: none left) and counts of those retried and skipped.
+    Raises UniqueViolation if a job took one of their idempotency keys meanwhile."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            RETRY_FAILED_BATCH,
+            {
+                "queue": queue,
+                "org": _scope(organization_id),
+                "held": held_tasks,
+                "after": after_id,
+                "limit": limit,
+            },
+        ).fetchone()

@@ -7,7 +7,9 @@ from psycopg.rows import dict_row
 
 COLUMNS = (
     "t.id, t.organization_id, o.name AS organization_name, t.name, t.prefix,"
-    " t.created_at, t.expires_at, t.last_used_at, t.revoked_at"
+    " t.created_at, t.expires_at, t.last_used_at, t.revoked_at,"
+    " CASE WHEN t.revoked_at IS NOT NULL THEN 'revoked'"
+    " WHEN t.expires_at <= now() THEN 'expired' ELSE 'active' END AS state"
 )
 
 
@@ -65,4 +67,29 @@ def revoke_token(conn: psycopg.Connection, ref: str) -> dict | None:
             " WHERE (id::text = %(ref)s OR prefix = %(ref)s) AND revoked_at IS NULL"
             " RETURNING id, organization_id, prefix, name",
             {"ref": ref},
+        ).fetchone()
+
+
+def get_token(conn: psycopg.Connection, token_id: int, organization_id: int | None) -> dict | None:
+    """A token by id, if it belongs to the organization (None: any token, platform ones too)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT {COLUMNS} FROM api_tokens t LEFT JOIN organizations o"
+            " ON o.id = t.organization_id"
+            " WHERE t.id = %(id)s AND (%(org)s::bigint IS NULL OR t.organization_id = %(org)s)",
+            {"id": token_id, "org": organization_id},
+        ).fetchone()
+
+
+def revoke_token_by_id(
+    conn: psycopg.Connection, token_id: int, organization_id: int | None
+) -> dict | None:
+    """Revoke a live token of the organization (None: any); None if no such live token."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "UPDATE api_tokens SET revoked_at = now()"
+            " WHERE id = %(id)s AND revoked_at IS NULL"
+            " AND (%(org)s::bigint IS NULL OR organization_id = %(org)s)"
+            " RETURNING id, organization_id, prefix, name",
+            {"id": token_id, "org": organization_id},
         ).fetchone()
