@@ -1,0 +1,136 @@
+"""Operators' flows through the admin pages in a real browser, with a real worker, with
+JavaScript on and off: every action is a plain form, so both must work the same."""
+
+import re
+import time
+
+import pytest
+import requests
+
+from tests import processes
+from tests.conftest import TEST_PASSWORD, TEST_SECRET
+
+pytestmark = pytest.mark.e2e
+
+FLAKY = '{"organization_id": 1, "failures": 1}'
+
+
+@pytest.fixture
+def worker(db_url, tmp_path):
+    """A worker process on the test database (the live server's)."""
+    env = processes.process_env(
+        DATABASE_URL=db_url, SECRET_KEY=TEST_SECRET, WORKER_SHUTDOWN_TIMEOUT="3"
+    )
+    process = processes.start_worker(env, tmp_path / "worker.log")
+    yield process
+    processes.stop(process)
+
+
+@pytest.fixture(params=[True, False], ids=["js", "no-js"])
+def browse(request, browser, live_server):
+    """Open a signed-in page as ``email``, in a context with JavaScript on or off."""
+    contexts = []
+
+    def open_as(email):
+        context = browser.new_context(base_url=live_server, java_script_enabled=request.param)
+        contexts.append(context)
+        page = context.new_page()
+        page.console_errors = []
+        page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+        page.goto("/login")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(TEST_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/")
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
+
+
+def reload_until(page, text, timeout=15.0):
+    """Reload the page until it shows ``text`` (what an operator does without the script)."""
+    deadline = time.monotonic() + timeout
+    while text not in page.content():
+        assert time.monotonic() < deadline, f"the page never showed {text!r}"
+        time.sleep(0.3)
+        page.reload()
+
+
+def job_status(conn, job_id):
+    return conn.execute(
+        "SELECT status::text FROM procrastinate_jobs WHERE id = %s", (job_id,)
+    ).fetchone()[0]
+
+
+def insert_job(conn, queue="default", task="diagnostics:noop", args='{"organization_id": 1}'):
+    return conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args) VALUES (%s, %s, %s)"
+        " RETURNING id",
+        (queue, task, args),
+    ).fetchone()[0]
+
+
+def test_pause_a_queue_see_a_job_wait_resume_and_see_it_run(browse, make_user, conn, worker, orgs):
+    page = browse(make_user("admin@example.com", 1, "admin"))
+    page.goto("/admin/queues")
+    row = page.locator("tr", has=page.locator("th", has_text=re.compile(r"^\s*default")))
+    row.get_by_role("button", name="Pause").click()
+    page.wait_for_url("**/admin/queues")
+    assert page.locator(".badge-paused").count() == 1
+
+    job_id = insert_job(conn)
+    page.goto(f"/admin/queues/jobs/{job_id}")
+    assert "“default” is paused" in page.locator("main").inner_text()
+    time.sleep(2)
+    assert job_status(conn, job_id) == "todo"
+
+    page.goto("/admin/queues")
+    row.get_by_role("button", name="Resume").click()
+    page.wait_for_url("**/admin/queues")
+    page.goto(f"/admin/queues/jobs/{job_id}")
+    reload_until(page, "succeeded")
+    assert job_status(conn, job_id) == "succeeded"
+    assert page.console_errors == []
+
+
+def test_retry_a_failed_job_from_its_page_and_see_it_succeed(browse, make_user, conn, worker, orgs):
+    job_id = insert_job(conn, task="diagnostics:fail_then_succeed", args=FLAKY)
+    conn.execute(
+        "UPDATE procrastinate_jobs SET status = 'failed', attempts = 1 WHERE id = %s", (job_id,)
+    )
+    page = browse(make_user("admin@example.com", 1, "admin"))
+    page.goto(f"/admin/queues/jobs/{job_id}")
+    assert page.locator(".badge-failed").first.is_visible()
+    page.get_by_role("button", name="Retry", exact=True).click()
+    reload_until(page, "succeeded")
+    assert job_status(conn, job_id) == "succeeded"
+    entry = conn.execute("SELECT action FROM audit_log WHERE target_id = %s", (str(job_id),))
+    assert entry.fetchone()[0] == "job.retry"
+
+
+def test_a_viewer_sees_no_button_and_a_forged_post_is_refused(
+    browse, make_user, conn, live_server, orgs
+):
+    job_id = insert_job(conn)
+    conn.execute("UPDATE procrastinate_jobs SET status = 'failed' WHERE id = %s", (job_id,))
+    page = browse(make_user("viewer@example.com", 1, "viewer"))
+    for path in ("/admin/queues", f"/admin/queues/jobs/{job_id}"):
+        page.goto(path)
+        assert page.locator("main form[method=post] button").count() == 0, path
+    # A forged POST: the viewer's own session and a valid CSRF token (the sign-out
+    # form's), aimed at action routes the page did not offer.
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    html = requests.get(f"{live_server}/admin/queues", cookies=cookies, timeout=5).text
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+    for action in ("retry", "delete"):
+        forged = requests.post(
+            f"{live_server}/admin/queues/jobs/{job_id}/{action}",
+            data={"csrf_token": token},
+            cookies=cookies,
+            headers={"Referer": f"{live_server}/admin/queues"},
+            timeout=5,
+        )
+        assert forged.status_code == 403, action
+    assert job_status(conn, job_id) == "failed"
