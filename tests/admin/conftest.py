@@ -24,3 +24,11 @@ def sign_in(app, make_user):
 def csrf_of(page: str) -> str:
     """The CSRF token of the first form on a page."""
     return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+
+@pytest.fixture
+def job_page(app):
+    """A stand-in at the job page's address while its view is not registered, so that
+    pages linking to jobs can be tested on their own."""
+    if "admin.job_detail" not in app.view_functions:
+        app.add_url_rule("/admin/queues/jobs/<int:job_id>", "admin.job_detail", lambda job_id: "")

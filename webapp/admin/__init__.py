@@ -43,4 +43,11 @@ def gate():
     return None
 
 
-from webapp.admin import formatting, layout, overview, session  # noqa: E402,F401  (routes register on bp)
+# Route modules register their views on bp when imported.
+from webapp.admin import (  # noqa: E402,F401
+    formatting,
+    layout,
+    overview,
+    session,
+    workers,
+)
