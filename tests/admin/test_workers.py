@@ -126,7 +126,7 @@ def test_idle_workers_say_so(sign_in, fleet):
 def test_a_worker_without_a_name_is_listed(sign_in, conn, orgs):
     worker_id = add_worker(conn, "", registered=False)
     page = sign_in("operator").client.get(PAGE).get_data(as_text=True)
-    assert f"(unnamed)\n" in page and f"id {worker_id}" in page
+    assert "(unnamed)\n" in page and f"id {worker_id}" in page
 
 
 def test_workers_stopped_recently_are_listed_apart(sign_in, conn, orgs):

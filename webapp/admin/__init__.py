@@ -48,6 +48,7 @@ from webapp.admin import (  # noqa: E402,F401
     formatting,
     layout,
     overview,
+    periodic,
     session,
     workers,
 )
