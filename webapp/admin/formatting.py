@@ -1,6 +1,7 @@
 """Jinja filters of the admin pages: times, ages, durations and counts, for people."""
 
 import datetime
+import json
 
 from webapp.admin import bp
 
@@ -49,3 +50,13 @@ def ago(value: datetime.datetime | None) -> str:
 def count(value: int | None) -> str:
     """A count with thousands separated: ``1,204,331``."""
     return NONE if value is None else f"{value:,}"
+
+
+COMPACT_JSON_LIMIT = 300  # characters; a page row shows a glimpse, not a whole document
+
+
+@bp.app_template_filter("compact_json")
+def compact_json(value: object, limit: int = COMPACT_JSON_LIMIT) -> str:
+    """A JSON value on one line without spaces, keys sorted, cut to ``limit`` characters."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
