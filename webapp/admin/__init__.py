@@ -46,6 +46,7 @@ def gate():
 # Route modules register their views on bp when imported.
 from webapp.admin import (  # noqa: E402,F401
     audit_log,
+    database,
     formatting,
     layout,
     overview,
