@@ -88,7 +88,7 @@ def test_a_part_that_meets_a_lock_is_unavailable_not_the_page(sign_in, db_url, o
         response = admin.client.get(PAGE)
         elapsed = time.monotonic() - started
     assert response.status_code == 200
-    assert elapsed < 3
+    assert elapsed < 5  # the lock is held until the end: only the timeouts let the page answer
     page = response.get_data(as_text=True)
     tables = page[page.index('id="db-tables"') :]
     assert "unavailable" in tables and "procrastinate_jobs</th>" not in tables
