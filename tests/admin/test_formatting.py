@@ -35,3 +35,15 @@ def test_ago_and_when():
     )
     assert formatting.when(moment) == "2026-11-29 20:05:01"
     assert formatting.count(1204331) == "1,204,331"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ({}, "{}"),
+        ({"b": 2, "a": [1, None]}, '{"a":[1,null],"b":2}'),
+        ({"text": "x" * 400}, '{"text":"' + "x" * 290 + "\N{HORIZONTAL ELLIPSIS}"),
+    ],
+)
+def test_compact_json(value, shown):
+    assert formatting.compact_json(value) == shown

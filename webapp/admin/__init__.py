@@ -43,13 +43,18 @@ def gate():
     return None
 
 
-from webapp.admin import (  # noqa: E402,F401  (routes register on bp)
+# Route modules register their views on bp when imported.
+from webapp.admin import (  # noqa: E402,F401
+    audit_log,
+    database,
     formatting,
     job_actions,
     job_detail,
     layout,
     overview,
+    periodic,
     queue_actions,
     session,
     tokens,
+    workers,
 )

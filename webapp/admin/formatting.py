@@ -1,6 +1,7 @@
 """Jinja filters of the admin pages: times, ages, durations and counts, for people."""
 
 import datetime
+import json
 import math
 
 from webapp.admin import bp
@@ -58,3 +59,13 @@ def percent(fraction: float | None) -> str:
     if fraction is None:
         return NONE
     return f"{math.floor(fraction * 100 + 1e-6)}%"  # 0.29 * 100 is 28.999999999999996
+
+
+COMPACT_JSON_LIMIT = 300  # characters; a page row shows a glimpse, not a whole document
+
+
+@bp.app_template_filter("compact_json")
+def compact_json(value: object, limit: int = COMPACT_JSON_LIMIT) -> str:
+    """A JSON value on one line without spaces, keys sorted, cut to ``limit`` characters."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"

@@ -19,15 +19,25 @@ def insert_entry(conn: psycopg.Connection, entry: dict) -> None:
     )
 
 
+def like_prefix(text: str) -> str:
+    """A LIKE pattern matching what starts with ``text`` (its wildcards taken literally)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def list_entries(
     conn: psycopg.Connection,
     *,
     organization_id: int | None = None,
     action: str | None = None,
+    actor: str | None = None,
+    actor_prefix: bool = False,
+    hidden_action: str | None = None,
     before_id: int | None = None,
     limit: int = 50,
 ) -> list[dict]:
-    """Entries newest first, filtered, after the ``before_id`` cursor."""
+    """Entries newest first, filtered, after the ``before_id`` cursor; ``actor`` matches
+    the actor's label exactly, or its start with ``actor_prefix``; ``hidden_action``'s
+    entries are left out."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """
@@ -36,11 +46,42 @@ def list_entries(
             FROM audit_log
             WHERE (%(org)s::bigint IS NULL OR organization_id = %(org)s)
               AND (%(action)s::text IS NULL OR action = %(action)s)
+              AND (%(hidden)s::text IS NULL OR action <> %(hidden)s)
+              AND (%(actor)s::text IS NULL OR actor_label = %(actor)s)
+              AND (%(pattern)s::text IS NULL OR actor_label LIKE %(pattern)s)
               AND (%(before)s::bigint IS NULL OR id < %(before)s)
             ORDER BY id DESC LIMIT %(limit)s
             """,
-            {"org": organization_id, "action": action, "before": before_id, "limit": limit},
+            {
+                "org": organization_id,
+                "action": action,
+                "hidden": hidden_action,
+                "actor": None if actor_prefix else actor,
+                "pattern": like_prefix(actor) if actor_prefix and actor else None,
+                "before": before_id,
+                "limit": limit,
+            },
         ).fetchall()
+
+
+def list_actions(conn: psycopg.Connection, hidden_action: str | None = None) -> list[str]:
+    """The actions on record, in order: one index probe per action (a loose index scan of
+    ``(action, id)``), not a pass over the whole log."""
+    rows = conn.execute(
+        """
+        WITH RECURSIVE present AS (
+            (SELECT action FROM audit_log ORDER BY action LIMIT 1)
+            UNION ALL
+            SELECT (SELECT a.action FROM audit_log a WHERE a.action > p.action
+                    ORDER BY a.action LIMIT 1)
+            FROM present p WHERE p.action IS NOT NULL
+        )
+        SELECT action FROM present
+        WHERE action IS NOT NULL AND (%(hidden)s::text IS NULL OR action <> %(hidden)s)
+        """,
+        {"hidden": hidden_action},
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def lock_sign_ins(conn: psycopg.Connection, email: str) -> None:
