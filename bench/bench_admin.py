@@ -240,16 +240,17 @@ def older_link(page: str, current: int | None) -> str | None:
 
 
 def follow_older(client, url: str, depth: int) -> tuple[str | None, int]:
-    """The URL of page ``depth``, reached through each page's "Older" link; (None, pages
-    reached) if the pages ran out first."""
+    """The URL of page ``depth``, reached through each page's "Older" link, and its
+    number; the last page and its number if the pages run out first (None on an error)."""
     for reached in range(1, depth):
         response = client.get(url)
         if response.status_code != 200:
             return None, reached
         cursor = re.search(r"[?&]before=(\d+)", url)
-        url = older_link(response.get_data(as_text=True), cursor and int(cursor.group(1)))
-        if url is None:
-            return None, reached
+        older = older_link(response.get_data(as_text=True), cursor and int(cursor.group(1)))
+        if older is None:
+            return url, reached
+        url = older
     return url, depth
 
 
@@ -313,6 +314,7 @@ def explain(url: str, statements: list[tuple[str, object]]) -> list[dict]:
                         {
                             "depth": depth,
                             "type": node["Node Type"],
+                            "subplan": node.get("Subplan Name"),
                             "relation": node.get("Relation Name"),
                             "index": node.get("Index Name"),
                             "rows": node.get("Actual Rows"),
@@ -376,6 +378,8 @@ def measure_page(url: str, client, page: Page, first: str, warmups: int, request
     if target is None:
         return {"status": "no page", "reached": reached}
     result = {"url": target, **time_page(client, target, warmups, requests)}
+    if reached < page.depth:
+        result["last_page"] = reached  # fewer pages than asked for: the last one is timed
     if result["status"] != 200:
         return result
     with RECORDER.capture() as statements:
@@ -384,6 +388,7 @@ def measure_page(url: str, client, page: Page, first: str, warmups: int, request
     result["statements"] = len(statements)
     result["plans"] = plans
     result["seq_scans"] = sorted({t for p in plans for t in p.get("seq_scans", ())})
+    result["sql_ms"] = round(sum(p.get("execution_ms") or 0 for p in plans), 2)
     return result
 
 
@@ -415,9 +420,11 @@ def summary(result: dict) -> str:
             f" (reached page {result['reached']})" if "reached" in result else ""
         )
     scans = f", seq scan on {', '.join(result['seq_scans'])}" if result["seq_scans"] else ""
+    last = f", page {result['last_page']} (the last)" if "last_page" in result else ""
     return (
         f"p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms,"
-        f" {result['statements']} statements{scans}"
+        f" {result['statements']} statements taking {result['sql_ms']:.1f} ms"
+        f" under EXPLAIN ANALYZE{last}{scans}"
     )
 
 
@@ -454,7 +461,8 @@ def cell(result: dict | None) -> str:
         return "—"
     if result.get("status") != 200:
         return f"status {result.get('status')}"
-    return f"{result['p50_ms']:.1f} / {result['p95_ms']:.1f}"
+    last = f" (page {result['last_page']}, the last)" if "last_page" in result else ""
+    return f"{result['p50_ms']:.1f} / {result['p95_ms']:.1f}{last}"
 
 
 def verdict(page: dict) -> str:
@@ -482,7 +490,7 @@ def report(result: dict, machine: str | None = None) -> str:
         f" ({NOISY_ORGANIZATION}). Database: {seed.get('database_size')} (jobs"
         f" {seed.get('jobs_size')}, events {seed.get('events_size')}, attempts"
         f" {seed.get('attempts_size')}), seeded by `bench/seed_admin.py`"
-        + (f" in {seed['seconds']:.0f} s." if seed.get("seconds") and not seed["skipped"] else "."),
+        + (f" in {seed['seconds']:.0f} s." if seed.get("seconds") else "."),
         "- Plans of every statement: `bench/admin_plans.md`. A sequential scan of the jobs,"
         " events or attempts table fails the page.",
         "",
@@ -542,6 +550,7 @@ def plan_lines(number: int, plan: dict) -> list[str]:
     lines += ["", "   ```"]
     for node in plan["nodes"]:
         where = " on " + node["relation"] if node["relation"] else ""
+        where += f" ({node['subplan']})" if node.get("subplan") else ""
         where += f" using {node['index']}" if node["index"] else ""
         lines.append(
             f"   {'  ' * node['depth']}{node['type']}{where}: {node['rows']} rows"

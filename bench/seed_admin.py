@@ -487,16 +487,16 @@ class Seeder:
 # --- the database side -------------------------------------------------------------
 
 
-def seeded_jobs(conn: psycopg.Connection) -> int | None:
-    """How many jobs this database was seeded with (from its comment), if it was."""
+def seed_mark(conn: psycopg.Connection) -> dict:
+    """What this database was seeded with (from its comment): jobs and seconds, or {}."""
     comment = conn.execute(
         "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
         " WHERE datname = current_database()"
     ).fetchone()[0]
     if not comment or not comment.startswith(MARK):
-        return None
+        return {}
     mark = json.loads(comment[len(MARK) :])
-    return mark["jobs"] if mark.get("version") == SEED_VERSION else None
+    return mark if mark.get("version") == SEED_VERSION else {}
 
 
 def mark_seeded(conn: psycopg.Connection, jobs: int, seconds: float) -> None:
@@ -655,9 +655,10 @@ def seed(url: str, jobs: int, force: bool = False, log=print) -> dict:
     """Seed the (migrated, empty) database at ``url`` with ``jobs`` jobs, unless it holds
     that seed already; returns what it did."""
     with psycopg.connect(url, autocommit=True) as conn:
-        if not force and seeded_jobs(conn) == jobs:
+        mark = seed_mark(conn)
+        if not force and mark.get("jobs") == jobs:
             log(f"seed: {jobs:,} jobs already there; skipping")
-            return {"jobs": jobs, "skipped": True, **size(conn)}
+            return {"jobs": jobs, "seconds": mark["seconds"], "skipped": True, **size(conn)}
         present = conn.execute("SELECT EXISTS (SELECT 1 FROM procrastinate_jobs)").fetchone()[0]
         if present:
             raise SystemExit(
