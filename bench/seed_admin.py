@@ -239,7 +239,8 @@ def seed(url: str, jobs: int, force: bool = False, log=print) -> dict:
         present = conn.execute("SELECT EXISTS (SELECT 1 FROM procrastinate_jobs)").fetchone()[0]
         if present:
             raise SystemExit(
-                "seed: this database has jobs but no matching seed mark; give an empty one"
+                "seed: this database has jobs but no matching seed mark (another size, or an"
+                " older seed): drop it, or give an empty one"
             )
     started = time.monotonic()
     seeder = Seeder(jobs, time.time())
