@@ -13,6 +13,7 @@ Procrastinate's own events, so process start-up is not counted.
 
 import json
 import time
+from pathlib import Path
 
 import procrastinate
 import psycopg
@@ -37,9 +38,11 @@ def fill(url: str, app: procrastinate.App, task_name: str) -> None:
             opened.close()
 
 
-def drain(url: str, command: list[str], name: str, **settings: str) -> float:
-    """Start the worker, wait until every job ran, stop it; jobs per second."""
-    worker = harness.start(command, url, name, WORKER_CONCURRENCY=CONCURRENCY, **settings)
+def drain(
+    url: str, command: list[str], name: str, cwd: Path = harness.ROOT, **settings: str
+) -> float:
+    """Start the worker (from ``cwd``), wait until every job ran, stop it; jobs per second."""
+    worker = harness.start(command, url, name, cwd, WORKER_CONCURRENCY=CONCURRENCY, **settings)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             deadline = time.monotonic() + 600

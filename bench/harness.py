@@ -71,8 +71,11 @@ def web(url: str, **settings: str):
         processes.stop(proc)
 
 
-def start(command: list[str], url: str, name: str, **settings: str) -> subprocess.Popen:
-    return processes.start(command, env(url, **settings), LOGS / f"{name}.log")
+def start(
+    command: list[str], url: str, name: str, cwd: Path = ROOT, **settings: str
+) -> subprocess.Popen:
+    """A process on ``url`` with these settings, run from ``cwd`` (another checkout's code)."""
+    return processes.start(command, env(url, **settings), LOGS / f"{name}.log", cwd)
 
 
 def percentile(values: list[float], q: float) -> float:
