@@ -103,6 +103,15 @@ def test_running_jobs_are_shown_in_scope_and_counted_otherwise(sign_in, conn, fl
     assert "maintenance:purge_finished_jobs" not in page
 
 
+def test_a_worker_lists_twenty_running_jobs_and_counts_the_rest(sign_in, conn, fleet):
+    fresh, _, _ = fleet
+    ids = [run_job(conn, fresh, 1) for _ in range(23)]
+    row = row_of(sign_in("operator").client.get(PAGE).get_data(as_text=True), "fresh-worker")
+    assert row.count("<li>") == 20
+    assert f"#{ids[19]}<" in row and f"#{ids[20]}<" not in row  # the longest running first
+    assert "and 3 more running jobs" in row
+
+
 def test_admins_see_every_running_job_or_one_organizations(sign_in, conn, fleet):
     fresh, stale, _ = fleet
     run_job(conn, fresh, 1)

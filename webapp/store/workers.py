@@ -51,22 +51,32 @@ def list_stopped_workers(conn: psycopg.Connection, hours: int) -> list[dict]:
         ).fetchall()
 
 
-def list_running_jobs(conn: psycopg.Connection, organization_id: int | None) -> list[dict]:
-    """Jobs running on a worker now, in scope, with when their run started."""
+def list_running_jobs(
+    conn: psycopg.Connection, organization_id: int | None, per_worker: int
+) -> list[dict]:
+    """Up to ``per_worker`` jobs running on each worker now, in scope, longest first, each
+    with when its run started and how many in scope the worker runs (``in_scope``)."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             f"""
-            SELECT j.worker_id, j.id, j.task_name, j.queue_name, started.at AS started_at,
+            SELECT j.worker_id, j.id, j.task_name, j.queue_name, j.in_scope,
+                   started.at AS started_at,
                    extract(epoch FROM now() - started.at)::float AS running_seconds
-            FROM procrastinate_jobs j
+            FROM (
+                SELECT j.worker_id, j.id, j.task_name, j.queue_name,
+                       count(*) OVER (PARTITION BY j.worker_id) AS in_scope,
+                       row_number() OVER (PARTITION BY j.worker_id ORDER BY j.id) AS place
+                FROM procrastinate_jobs j
+                WHERE {RUNNING} AND {IN_SCOPE}
+            ) j
             LEFT JOIN LATERAL (
                 SELECT max(e.at) AS at FROM procrastinate_events e
                 WHERE e.job_id = j.id AND e.type = 'started'
             ) started ON true
-            WHERE {RUNNING} AND {IN_SCOPE}
+            WHERE j.place <= %(per_worker)s
             ORDER BY j.worker_id, j.id
             """,
-            {"org": _scope(organization_id)},
+            {"org": _scope(organization_id), "per_worker": per_worker},
         ).fetchall()
 
 
