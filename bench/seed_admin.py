@@ -40,6 +40,7 @@ jobs; seeding the same number again is skipped, so repeated runs start at once.
 """
 
 import argparse
+import asyncio
 import concurrent.futures
 import contextlib
 import itertools
@@ -53,6 +54,7 @@ from psycopg import sql
 
 from bench.seed_data import ORGANIZATIONS, WORKER_NAMES, Counts, Seeder, Writer
 from tasks import queues
+from webapp.store import maintenance as maintenance_store
 
 SEED_VERSION = 1
 MARK = "howdah admin bench seed "
@@ -263,6 +265,7 @@ def seed(url: str, jobs: int, force: bool = False, log=print) -> dict:
             " setval('procrastinate_periodic_defers_id_seq', greatest(1, %s))",
             (counts.jobs, counts.events, len(seeder.periodic)),
         )
+        rollups(conn)
         copied = time.monotonic() - started
         log(
             f"seed: copied {counts.jobs:,} jobs, {counts.events:,} events,"
@@ -286,6 +289,28 @@ def seed(url: str, jobs: int, force: bool = False, log=print) -> dict:
         }
     log(f"seed: done in {seconds:.1f} s; database {result['database_size']}")
     return result
+
+
+def rollups(conn: psycopg.Connection) -> None:
+    """What the worker and housekeeping keep up to date as jobs run, made from the seed:
+    the runs ended per minute in the last week (the worker adds them as it ends runs),
+    and the finished jobs by state (housekeeping counts them every minute)."""
+    conn.execute(
+        """
+        INSERT INTO job_minutes (minute, queue_name, organization, finished, failed)
+        SELECT date_trunc('minute', e.at), j.queue_name, coalesce(j.args ->> 'organization_id', ''),
+               count(*), count(*) FILTER (WHERE e.type <> 'succeeded')
+        FROM procrastinate_events e JOIN procrastinate_jobs j ON j.id = e.job_id
+        WHERE e.type IN ('succeeded', 'failed', 'aborted') AND e.at > now() - interval '7 days'
+        GROUP BY 1, 2, 3
+        """
+    )
+    asyncio.run(count_finished(conn.info.dsn))
+
+
+async def count_finished(url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as aconn:
+        await maintenance_store.count_finished_jobs(aconn)
 
 
 def skipped_triggers(conn: psycopg.Connection) -> list[str]:
