@@ -43,4 +43,11 @@ def gate():
     return None
 
 
-from webapp.admin import formatting, layout, overview, session  # noqa: E402,F401  (routes register on bp)
+from webapp.admin import (  # noqa: E402,F401  (routes register on bp)
+    bulk,
+    formatting,
+    jobs_list,
+    layout,
+    overview,
+    session,
+)
