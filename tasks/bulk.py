@@ -13,7 +13,6 @@ import time
 
 import procrastinate
 
-import tasks.app  # a module reference: tasks.app imports this module
 from tasks import queues
 from tasks.maintenance import pool
 from webapp.store import bulk_actions as store
@@ -35,7 +34,9 @@ def lock_of(bulk_id: int) -> str:
 
 def platform_tasks() -> list[str]:
     """Tasks that only a platform admin's bulk retry may run again."""
-    return sorted(name for name, spec in tasks.app.deferrable().items() if spec.platform_only)
+    from tasks.app import deferrable  # here: tasks.app imports this module
+
+    return sorted(name for name, spec in deferrable().items() if spec.platform_only)
 
 
 async def run_batches(conn, bulk_id: int, deadline: float, batch_size: int = BATCH_SIZE) -> bool:
