@@ -9,7 +9,9 @@
 -- list's filters, with the time range already mapped to id bounds), and never reaches
 -- past max_id, the newest job when it was started. cursor: batches walk down by id and
 -- the next one takes ids below it. platform: started by a platform admin (who may
--- retry platform-only tasks).
+-- retry platform-only tasks). counted: false while total is only a lower bound (the
+-- preview counts at most 50,000 jobs, to stay fast on any table); the first batch then
+-- counts the selection exactly, once, in the background.
 CREATE TABLE bulk_actions (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     organization_id bigint,
@@ -22,6 +24,7 @@ CREATE TABLE bulk_actions (
     max_id bigint NOT NULL,
     cursor bigint NOT NULL,
     total integer NOT NULL CHECK (total >= 0),
+    counted boolean NOT NULL DEFAULT true,
     done integer NOT NULL DEFAULT 0,
     skipped integer NOT NULL DEFAULT 0,
     status text NOT NULL DEFAULT 'running'

@@ -16,6 +16,7 @@ import procrastinate
 from tasks import queues
 from tasks.maintenance import pool
 from webapp.store import bulk_actions as store
+from webapp.store import job_search
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ async def run_batches(conn, bulk_id: int, deadline: float, batch_size: int = BAT
                 return True  # done, or cancelled between batches
             barred = [] if row["platform"] else platform_tasks()
             selection = store.selection(row)
+            if not row["counted"]:  # the preview counted up to its cap: count them all now
+                left = await job_search.count_jobs(conn, selection)
+                await store.record_total(conn, bulk_id, left + row["done"] + row["skipped"])
             batch = await store.apply_batch_async(
                 conn, row["action"], selection, batch_size, barred
             )

@@ -15,6 +15,8 @@ from webapp.store import job_search
 
 ACTIONS = {"cancel": "Cancel", "retry": "Retry", "delete": "Delete"}
 INLINE_MAX = 1000
+PREVIEW_CAP = 50_000  # jobs a preview counts, at most: see count_matching_jobs
+SHOWN = ("queue", "state", "task", "since", "until")  # a bulk filter, as its page says it
 
 ACTS, SKIPS = True, False
 # Per action and state: whether the action applies, and what the preview says of them.
@@ -71,7 +73,7 @@ def verdict(action: str, group: dict) -> tuple[bool, str]:
 
 def summarize(action: str, groups: list[dict]) -> dict:
     """The preview of an action on counted jobs: how many match, how many it acts on,
-    and a line per reason, with its count."""
+    and a line per reason, with its count; ``capped``: there may be more than counted."""
     lines: dict[tuple[bool, str], int] = {}
     for group in groups:
         key = verdict(action, group)
@@ -82,7 +84,23 @@ def summarize(action: str, groups: list[dict]) -> dict:
     ]
     acting = sum(line["jobs"] for line in reasons if line["acts"])
     total = sum(lines.values())
-    return {"total": total, "acting": acting, "skipping": total - acting, "reasons": reasons}
+    return {
+        "total": total,
+        "capped": total >= PREVIEW_CAP,
+        "acting": acting,
+        "skipping": total - acting,
+        "reasons": reasons,
+    }
+
+
+def describe(row: dict) -> str:
+    """Which jobs a bulk_actions row acts on, in words."""
+    if row["job_ids"] is not None:
+        chosen = f"{len(row['job_ids'])} selected jobs"
+    else:
+        shown = [f"{name} = {row['filter'][name]}" for name in SHOWN if name in row["filter"]]
+        chosen = "jobs with " + ", ".join(shown) if shown else "every job"
+    return f"{chosen}, up to job {row['max_id']}"
 
 
 def apply_now(

@@ -12,6 +12,7 @@ import pytest
 from tasks import bulk as bulk_task
 from tests.admin.conftest import csrf_of
 from tests.admin.job_rows import add_jobs, status_of
+from webapp import bulk
 
 JOBS = "/admin/queues/jobs"
 PREVIEW = "/admin/queues/bulk/preview"
@@ -257,6 +258,7 @@ def test_a_large_bulk_cancel_runs_in_batches_and_only_on_the_operators_jobs(
     page = operator.client.get(f"/admin/queues/bulk/{bulk_id}").get_data(as_text=True)
     assert '<progress id="bulk-progress-bar" max="2400" value="2400">' in page
     assert "2,400 of 2,400 jobs gone through" in page and "Stop it" not in page
+    assert "every job, up to job" in page
 
 
 def test_a_large_bulk_action_stops_between_batches(sign_in, conn, orgs, db_url):
@@ -288,17 +290,20 @@ def test_a_batch_done_again_acts_on_nothing_twice(sign_in, conn, orgs, db_url):
     conn.execute("UPDATE bulk_actions SET cursor = max_id + 1 WHERE id = %s", (bulk_id,))
     assert run_task(db_url, bulk_id)["finished"]
     assert bulk_row(conn, bulk_id)[:4] == ("succeeded", 1200, 1200, 0)
-    retried = conn.execute("SELECT count(*) FROM procrastinate_events WHERE type = 'retried'")
-    assert retried.fetchone()[0] in (0, 1200)  # Procrastinate's trigger, if it logs retries
-    assert conn.execute(
-        "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'"
-        " AND task_name <> 'admin:apply_bulk_action'"
-    ).fetchone()[0] == 1200
+    retried = conn.execute(
+        "SELECT count(DISTINCT job_id), count(*) FROM procrastinate_events WHERE type = 'retried'"
+    )
+    assert retried.fetchone() == (1200, 1200)  # each job went back once
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'"
+            " AND task_name <> 'admin:apply_bulk_action'"
+        ).fetchone()[0]
+        == 1200
+    )
 
 
-def test_an_admin_bulk_action_spans_organizations_but_not_housekeeping(
-    sign_in, conn, orgs, db_url
-):
+def test_an_admin_bulk_action_spans_organizations_but_not_housekeeping(sign_in, conn, orgs, db_url):
     ours, theirs = add_jobs(conn, 700), add_jobs(conn, 700, organization=2)
     admin = sign_in("admin")
     bulk_id = start_large(admin)
@@ -324,3 +329,20 @@ def test_another_organizations_bulk_action_is_not_found(sign_in, conn, orgs):
         f"/admin/queues/bulk/{bulk_id}/cancel", data={"csrf_token": csrf_of(page)}
     )
     assert cancel.status_code == 403
+
+
+def test_a_preview_counts_up_to_its_cap_and_the_run_counts_the_rest(
+    sign_in, conn, orgs, db_url, monkeypatch
+):
+    monkeypatch.setattr(bulk, "PREVIEW_CAP", 1500)
+    ids = add_jobs(conn, 2000)
+    operator = sign_in("operator")
+    page = preview(operator, "cancel")
+    assert "More than 1,500 jobs match these filters" in page
+    assert "The counts below are of the newest 1,500" in page
+    bulk_id = start_large(operator)
+    detail = operator.client.get(f"/admin/queues/bulk/{bulk_id}").get_data(as_text=True)
+    assert "0 of at least 1,500 jobs gone through" in detail
+    run_task(db_url, bulk_id)
+    assert bulk_row(conn, bulk_id) == ("succeeded", 2000, 2000, 0, 1, True)
+    assert set(status_of(conn, ids).values()) == {"cancelled"}

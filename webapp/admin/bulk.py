@@ -81,7 +81,7 @@ def read_chosen(conn: psycopg.Connection, form, max_id: int) -> Chosen:
 def preview_of(conn: psycopg.Connection, chosen: Chosen) -> dict:
     """How many jobs the action matches and acts on, and why it leaves the others."""
     barred = bulk.barred_tasks(current_user.is_admin)
-    groups = job_search.count_matching_jobs(conn, chosen.jobs, barred)
+    groups = job_search.count_matching_jobs(conn, chosen.jobs, barred, bulk.PREVIEW_CAP)
     return bulk.summarize(chosen.action, groups)
 
 
@@ -98,6 +98,7 @@ def bulk_preview():
         job_url=jobs_list.job_url,
         back_url=admin_url("admin.job_list", **chosen.filters.query()),
         inline_max=bulk.INLINE_MAX,
+        cap=bulk.PREVIEW_CAP,
         label=bulk.ACTIONS[chosen.action],
     )
 
@@ -152,6 +153,7 @@ def start_in_background(conn: psycopg.Connection, chosen: Chosen, summary: dict)
         "max_id": chosen.max_id,
         "cursor": chosen.jobs.below_id,
         "total": summary["total"],
+        "counted": not summary["capped"],
     }
     with conn.transaction():
         bulk_id = bulk.start(conn, row)
@@ -162,7 +164,7 @@ def start_in_background(conn: psycopg.Connection, chosen: Chosen, summary: dict)
             organization_id=scope.organization(),
             details={**chosen.details(), "matched": summary["total"], "background": True},
         )
-    flash(f"{summary['total']:,} jobs: the action runs in the background, in batches.", "success")
+    flash("The action runs in the background, in batches.", "success")
     return redirect(admin_url("admin.bulk_detail", bulk_id=bulk_id))
 
 
@@ -181,7 +183,10 @@ def bulk_detail(bulk_id: int):
     """A background bulk action's progress, with a button to stop it."""
     row = get_bulk_action_or_404(bulk_id)
     return render_template(
-        "admin/jobs/bulk_detail.html", bulk=row, label=bulk.ACTIONS[row["action"]]
+        "admin/jobs/bulk_detail.html",
+        bulk=row,
+        label=bulk.ACTIONS[row["action"]],
+        selection=bulk.describe(row),
     )
 
 

@@ -142,10 +142,10 @@ def insert_bulk_action(conn: psycopg.Connection, row: dict) -> int:
     return conn.execute(
         """
         INSERT INTO bulk_actions (organization_id, requested_by_id, requested_by_label,
-            platform, action, filter, job_ids, max_id, cursor, total)
+            platform, action, filter, job_ids, max_id, cursor, total, counted)
         VALUES (%(organization_id)s, %(requested_by_id)s, %(requested_by_label)s,
             %(platform)s, %(action)s, %(filter)s, %(job_ids)s, %(max_id)s, %(cursor)s,
-            %(total)s)
+            %(total)s, %(counted)s)
         RETURNING id
         """,
         {**row, "filter": None if row["filter"] is None else Jsonb(row["filter"])},
@@ -181,6 +181,13 @@ async def lock_bulk_action(conn: psycopg.AsyncConnection, bulk_id: int) -> dict 
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("SELECT * FROM bulk_actions WHERE id = %s FOR UPDATE", (bulk_id,))
         return await cur.fetchone()
+
+
+async def record_total(conn: psycopg.AsyncConnection, bulk_id: int, total: int) -> None:
+    """Set a bulk action's exact total, once counted."""
+    await conn.execute(
+        "UPDATE bulk_actions SET total = %s, counted = true WHERE id = %s", (total, bulk_id)
+    )
 
 
 async def record_progress(
