@@ -10,7 +10,7 @@
 -- past max_id, the newest job when it was started. cursor: batches walk down by id and
 -- the next one takes ids below it. platform: started by a platform admin (who may
 -- retry platform-only tasks). counted: false while total is only a lower bound (the
--- preview counts at most 50,000 jobs, to stay fast on any table); the first batch then
+-- preview counts at most 10,000 jobs, to stay fast on any table); the first batch then
 -- counts the selection exactly, once, in the background.
 CREATE TABLE bulk_actions (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -15,7 +15,7 @@ from webapp.store import job_search
 
 ACTIONS = {"cancel": "Cancel", "retry": "Retry", "delete": "Delete"}
 INLINE_MAX = 1000
-PREVIEW_CAP = 50_000  # jobs a preview counts, at most: see count_matching_jobs
+PREVIEW_CAP = 10_000  # jobs a preview counts, at most: see count_matching_jobs
 SHOWN = ("queue", "state", "task", "since", "until")  # a bulk filter, as its page says it
 
 ACTS, SKIPS = True, False

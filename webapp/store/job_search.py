@@ -155,15 +155,20 @@ def find_job_ids(
     limit: int,
 ) -> list[int]:
     """Jobs in scope whose id is ``job_id`` or whose idempotency key is ``key`` (stored as
-    the queueing lock ``org:<organization>:<key>``), newest first."""
+    the queueing lock ``org:<organization>:<key>``), newest first. Two index lookups, one
+    by id and one by lock, for the lock of each organization in scope."""
     with conn.cursor() as cur:
         rows = cur.execute(
             """
-            SELECT j.id FROM procrastinate_jobs j
-            WHERE (j.id = %(id)s OR j.queueing_lock IN (
+            SELECT j.id FROM (
+                SELECT id, args FROM procrastinate_jobs WHERE id = %(id)s
+                UNION
+                SELECT id, args FROM procrastinate_jobs
+                WHERE queueing_lock IS NOT NULL AND queueing_lock = ANY(ARRAY(
                     SELECT 'org:' || o.id || ':' || %(key)s FROM organizations o
                     WHERE %(org)s::bigint IS NULL OR o.id = %(org)s))
-              AND (%(org)s::text IS NULL OR j.args ->> 'organization_id' = %(org)s::text)
+            ) j
+            WHERE %(org)s::text IS NULL OR j.args ->> 'organization_id' = %(org)s::text
             ORDER BY j.id DESC LIMIT %(limit)s
             """,
             {"id": job_id, "key": key, "org": organization, "limit": limit},
