@@ -10,8 +10,10 @@ import psycopg_pool
 import pytest
 
 from tasks import bulk as bulk_task
+from tests import processes
 from tests.admin.conftest import csrf_of
 from tests.admin.job_rows import add_jobs, status_of
+from tests.conftest import TEST_SECRET
 from webapp import bulk
 
 JOBS = "/admin/queues/jobs"
@@ -346,3 +348,26 @@ def test_a_preview_counts_up_to_its_cap_and_the_run_counts_the_rest(
     run_task(db_url, bulk_id)
     assert bulk_row(conn, bulk_id) == ("succeeded", 2000, 2000, 0, 1, True)
     assert set(status_of(conn, ids).values()) == {"cancelled"}
+
+
+@pytest.mark.e2e
+def test_a_real_worker_runs_a_large_bulk_action(sign_in, conn, orgs, db_url, tmp_path):
+    """The task is registered, deferred to the housekeeping lane, and run to the end."""
+    ids = add_jobs(conn, 1100)  # on the SMS queue, which this worker does not serve
+    bulk_id = start_large(sign_in("operator"))
+    env = processes.process_env(
+        DATABASE_URL=db_url, SECRET_KEY=TEST_SECRET, WORKER_SHUTDOWN_TIMEOUT="3"
+    )
+    worker = processes.start_worker(env, tmp_path / "worker.log", "--queues", "default")
+    try:
+        deadline = time.monotonic() + 60
+        while bulk_row(conn, bulk_id)[0] == "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        processes.stop(worker)
+    assert bulk_row(conn, bulk_id) == ("succeeded", 1100, 1100, 0, 1, True)
+    assert set(status_of(conn, ids).values()) == {"cancelled"}
+    run = conn.execute(
+        "SELECT status::text FROM procrastinate_jobs WHERE task_name = 'admin:apply_bulk_action'"
+    )
+    assert run.fetchall() == [("succeeded",)]
