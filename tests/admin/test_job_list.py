@@ -197,3 +197,12 @@ def test_viewers_get_no_checkbox_and_may_not_post(sign_in, jobs):
     forged = {"action": "cancel", "target": "matching", "csrf_token": csrf_of(page)}
     response = viewer.client.post("/admin/queues/bulk/preview", data=forged)
     assert response.status_code == 403
+
+
+def test_the_task_choices_are_the_readers_own(sign_in, orgs):
+    admin = page_of(sign_in("admin"))
+    assert '<option value="maintenance:purge_finished_jobs">' in admin
+    assert "builtin" not in admin
+    operator = page_of(sign_in("operator"))
+    assert '<option value="sms:send_notification">' in operator
+    assert "diagnostics:noop" not in operator and "maintenance:" not in operator

@@ -18,6 +18,7 @@ from webapp.api import params
 from webapp.store import job_search
 
 STATES = tuple(job_search.STATES)
+OURS = set(tasks.app.BLUEPRINTS)  # the namespaces of Howdah's tasks
 MAX_TEXT = 200
 # Times psycopg reads back whatever the offset: a range outside them is a mistake.
 EARLIEST, LATEST = 1970, 9998
@@ -56,10 +57,11 @@ def queue_choices() -> tuple[str, ...]:
 
 
 def task_choices() -> list[str]:
-    """The task names a reader may filter on: every task for platform admins, the tasks
-    a tenant may defer for the others."""
+    """The task names a reader may filter on: every task of Howdah's for platform admins
+    (not Procrastinate's built-in ones, which it never runs), the tasks a tenant may defer
+    for the others."""
     if current_user.is_admin:
-        return sorted(tasks.app.app.tasks)
+        return sorted(name for name in tasks.app.app.tasks if name.split(":")[0] in OURS)
     return sorted(tasks.app.deferrable(platform=False))
 
 
