@@ -11,8 +11,8 @@ import pytest
 
 from tasks import bulk as bulk_task
 from tests import processes
+from tests.admin.bulk_rows import add_jobs, status_of
 from tests.admin.conftest import csrf_of
-from tests.admin.job_rows import add_jobs, status_of
 from tests.conftest import TEST_SECRET
 from webapp import bulk
 

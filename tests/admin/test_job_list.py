@@ -4,8 +4,8 @@ import re
 
 import pytest
 
+from tests.admin.bulk_rows import add_jobs, listed_ids
 from tests.admin.conftest import csrf_of
-from tests.admin.job_rows import add_jobs, listed_ids
 
 JOBS = "/admin/queues/jobs"
 
