@@ -10,20 +10,27 @@ import os
 
 import procrastinate
 
-from tasks import diagnostics, digests, maintenance, registry, sms
+from tasks import bulk, diagnostics, digests, maintenance, registry, sms
 
 BLUEPRINTS = {
     "sms": sms.bp,
     "email": digests.bp,
     "diagnostics": diagnostics.bp,
     "maintenance": maintenance.bp,
+    "admin": bulk.bp,
 }
 
 app = procrastinate.App(
     # Procrastinate's own CLI (healthchecks, shell, defer) opens the App on its own, so
     # it connects to DATABASE_URL; Howdah's processes open it with their own pools.
     connector=procrastinate.PsycopgConnector(conninfo=os.environ.get("DATABASE_URL", "")),
-    import_paths=["tasks.sms", "tasks.digests", "tasks.diagnostics", "tasks.maintenance"],
+    import_paths=[
+        "tasks.sms",
+        "tasks.digests",
+        "tasks.diagnostics",
+        "tasks.maintenance",
+        "tasks.bulk",
+    ],
 )
 for namespace, blueprint in BLUEPRINTS.items():
     app.add_tasks_from(blueprint, namespace=namespace)

@@ -46,10 +46,12 @@ def gate():
 # Route modules register their views on bp when imported.
 from webapp.admin import (  # noqa: E402,F401
     audit_log,
+    bulk,
     database,
     formatting,
     job_actions,
     job_detail,
+    jobs_list,
     layout,
     overview,
     periodic,
