@@ -110,6 +110,24 @@ def test_retry_a_failed_job_from_its_page_and_see_it_succeed(browse, make_user, 
     assert entry.fetchone()[0] == "job.retry"
 
 
+def test_bulk_cancel_shows_a_preview_first(browse, make_user, conn, orgs):
+    waiting = [insert_job(conn) for _ in range(4)]
+    running = insert_job(conn)
+    conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (running,))
+    other = insert_job(conn, args='{"organization_id": 2}')
+    page = browse(make_user("op@example.com", 1, "operator"))
+    page.goto("/admin/queues/jobs?state=waiting")
+    page.get_by_label("Bulk action").select_option("cancel")
+    page.get_by_role("button", name="Act on every job matching these filters").click()
+    summary = page.locator(".bulk-summary").inner_text()
+    assert "4 jobs match these filters" in summary
+    assert all(job_status(conn, job_id) == "todo" for job_id in waiting)  # nothing yet
+    page.get_by_role("button", name="Cancel 4 jobs").click()
+    assert [job_status(conn, job_id) for job_id in waiting] == ["cancelled"] * 4
+    assert job_status(conn, running) == "doing" and job_status(conn, other) == "todo"
+    assert page.console_errors == []
+
+
 def test_a_viewer_sees_no_button_and_a_forged_post_is_refused(
     browse, make_user, conn, live_server, orgs
 ):
