@@ -45,6 +45,17 @@ def busy_queues(conn, orgs):
         "INSERT INTO queue_settings (queue_name, paused_at, paused_by)"
         " VALUES ('email-digests', now() - interval '4 minutes', 'admin@example.com')"
     )
+    failed = conn.execute(
+        "SELECT id FROM procrastinate_jobs WHERE status = 'failed' ORDER BY id LIMIT 1"
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO job_attempts (job_id, attempt, worker_name, outcome, started_at,"
+        " finished_at, error_class, error_message, traceback) VALUES (%s, 1, 'worker-1',"
+        " 'failed', now() - interval '3 seconds', now(), 'ProviderError',"
+        " 'Telnyx answered 503 for +14155550123', 'Traceback (most recent call last):\n ...')",
+        (failed,),
+    )
+    return {"failed": failed}
 
 
 def sign_in(page, email):
@@ -76,6 +87,12 @@ def test_every_admin_page_light_and_dark_on_desktop_and_phone(
                 for i in range(links.count())
             ]
             assert pages[0][0] == "Queues"
+            # Pages that no menu links to: a job, its edited retry, a bulk action's preview.
+            failed = busy_queues["failed"]
+            pages += [
+                ("job", f"/admin/queues/jobs/{failed}"),
+                ("job-edit", f"/admin/queues/jobs/{failed}/edit"),
+            ]
             for label, href in pages:
                 response = page.goto(href)
                 assert response.status == 200, (label, href)
@@ -84,5 +101,12 @@ def test_every_admin_page_light_and_dark_on_desktop_and_phone(
                 page.screenshot(
                     path=str(folder / f"admin-{name}-{scheme}-{size}.png"), full_page=True
                 )
+            page.goto("/admin/queues/jobs?state=failed")
+            page.get_by_label("Bulk action").select_option("retry")
+            page.get_by_role("button", name="Act on every job matching these filters").click()
+            assert page.locator("h1").inner_text() == "Retry jobs: preview"
+            page.screenshot(
+                path=str(folder / f"admin-bulk-preview-{scheme}-{size}.png"), full_page=True
+            )
             assert errors == [], errors  # no CSP refusal, no script error
             context.close()
