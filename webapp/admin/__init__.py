@@ -43,4 +43,4 @@ def gate():
     return None
 
 
-from webapp.admin import formatting, layout, overview, session  # noqa: E402,F401  (routes register on bp)
+from webapp.admin import failures, formatting, layout, organizations, overview, session  # noqa: E402,F401  (routes register on bp)
