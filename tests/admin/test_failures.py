@@ -1,12 +1,15 @@
 """The failures page: failed runs grouped by task and normalised error, scoped, and fast."""
 
+import asyncio
 import datetime
 import re
 
+import psycopg
 import pytest
 
 from tasks import queues
 from tests.admin.jobrows import DIGEST_TASK, SMS_TASK, add_attempt, add_job
+from webapp.store import attempts as attempts_store
 
 PAGE = "/admin/queues/failures"
 HOUSEKEEPING_TASK = "maintenance:purge_finished_jobs"
@@ -97,6 +100,33 @@ def test_failed_attempts_are_grouped_and_keyed(conn, orgs):
     assert rows[2][3] == "SMTP <n> for <email>"
     assert rows[3] == (orgs.a, None, None, None)  # a success is in no group
     assert conn.execute("SELECT count(*) FROM failure_groups").fetchone()[0] == 2
+
+
+def test_the_worker_s_rows_are_grouped_without_reading_the_job(db_url, conn, orgs):
+    """The worker names the task, queue and organization: the job's row is not read (it
+    may be locked, or gone)."""
+    row = (
+        404,
+        1,
+        "w1",
+        "failed",
+        now(),
+        now(),
+        "SmtpError",
+        "550 for a@example.com",
+        None,
+        None,
+        None,
+        DIGEST_TASK,
+        queues.EMAIL,
+        orgs.b,
+    )
+    asyncio.run(insert_attempts(db_url, [row]))
+    group = conn.execute(
+        "SELECT g.organization_id, g.task_name, g.housekeeping, g.pattern FROM job_attempts a"
+        " JOIN failure_groups g ON g.id = a.failure_group_id"
+    ).fetchone()
+    assert group == (orgs.b, DIGEST_TASK, False, "<n> for <email>")
 
 
 def test_a_lost_run_whose_failure_arrives_later_joins_its_group(conn, orgs):
@@ -209,6 +239,16 @@ def test_the_tables_refresh(sign_in, conn, orgs):
     assert 'id="failure-groups" data-refresh' in page
     assert 'id="housekeeping-failure-groups" data-refresh' in page
     assert "No failures recorded." in page
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+async def insert_attempts(url: str, rows: list[tuple]) -> None:
+    """Write attempt rows as the worker does."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await attempts_store.insert_attempts(conn, rows)
 
 
 def one_row(page: str, text: str) -> str:
