@@ -197,7 +197,7 @@ def unloadable(row: dict, exc: Exception) -> Outcome:
     """The outcome of a fetched row that cannot run: failed at once, never retried."""
     started = now()
     outcome = Outcome.of_error(row["id"], row["attempts"], row["task_name"], started, exc)
-    return of_job(outcome, row["queue_name"], None)
+    return of_job(outcome, row["queue_name"], safely(lambda: json.loads(row["args"]), None))
 
 
 async def run(context: procrastinate.JobContext) -> Outcome:

@@ -140,3 +140,11 @@ def test_rows_that_cannot_be_loaded_become_failed_outcomes(args, why):
     assert (outcome.job_id, outcome.status, outcome.retry) == (3, "failed", None)
     assert outcome.error_class == "UnloadableJob"
     assert outcome.attempt_row("w")[-3:] == ("diagnostics:noop", "default", None)
+
+
+def test_an_unloadable_row_still_names_its_organization_when_it_can():
+    row = {"id": 3, "attempts": 0, "queue_name": "default", "task_name": "gone"}
+    row["args"] = '[{"organization_id": 4}]'
+    assert execution.unloadable(row, execution.UnloadableJob("x")).organization_id is None
+    row["args"] = '{"organization_id": 4, "when": "never"}'
+    assert execution.unloadable(row, execution.UnloadableJob("x")).attempt_row("w")[-1] == 4
