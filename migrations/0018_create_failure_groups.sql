@@ -15,11 +15,12 @@
 -- the job.
 --
 -- failure_groups is a rollup with one row per (organization, task, error key): it holds
--- first_seen for all time (job_attempts rows go when their job is deleted) and a last_seen
--- the page sorts by. A BEFORE trigger on job_attempts keeps it, so every writer of
+-- first_seen for all time (job_attempts rows go when their job is deleted, so a window over
+-- them could not say it) and a last_seen the page sorts by. A BEFORE trigger on job_attempts keeps it, so every writer of
 -- attempts is covered. Its cost per failed attempt: the key (a few regexp_replace calls),
 -- one lookup of its group by unique index, and at most once a minute per group an update
--- of last_seen; about 0.1 ms in all, measured, against none for other outcomes. Nothing
+-- of last_seen: about 50 us measured per failed attempt written in batches of 10, and
+-- nothing measurable for other outcomes. Nothing
 -- in it waits on another worker: the update skips a group row another transaction holds
 -- (that one is moving last_seen anyway), so attempt writes that batch several groups
 -- cannot deadlock on the rollup. Only the first failure of a brand-new group inserts.
@@ -31,8 +32,8 @@
 -- count needs no visit to the table. (The per-minute rollup job_minutes, migration 0021,
 -- could serve that count instead once it exists.)
 --
--- Existing attempts are filled in at the end (one pass over the table, which the added
--- columns rewrite anyway).
+-- Existing attempts are filled in at the end, in one pass over the table: on a large
+-- table, expect it to take a while and to leave the old row versions to vacuum.
 
 CREATE FUNCTION howdah_error_pattern(p_message text)
     RETURNS text
