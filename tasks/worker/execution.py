@@ -82,6 +82,8 @@ class Outcome:
     recorded: bool = False  # the attempt row is written (or set aside)
     set_aside: bool = False  # the attempt row could not be stored
     tries: int = 0  # writes of the status tried so far
+    queue: str | None = None  # the job's queue and organization, recorded with the attempt
+    organization_id: int | None = None
 
     @classmethod
     def of_error(cls, job_id, attempts, task_name, started, exc, status="failed", retry=None):
@@ -119,6 +121,9 @@ class Outcome:
             self.traceback,
             self.result_summary,
             self.retry_at,
+            self.task_name,
+            self.queue,
+            self.organization_id,
         )
 
     @property
@@ -172,10 +177,27 @@ def load_job(row: dict, worker_id: int) -> procrastinate.jobs.Job:
     )
 
 
+def organization_of(kwargs: Any) -> int | None:
+    """The organization a job's arguments name, if they name one that can be stored."""
+    value = kwargs.get("organization_id") if isinstance(kwargs, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
+        return value
+    return None
+
+
+def of_job(outcome: Outcome, queue: str, kwargs: Any) -> Outcome:
+    """``outcome`` with its job's queue and organization, so that writing the attempt needs
+    no read of the job (which a lock on the jobs table would hold up)."""
+    outcome.queue = queue
+    outcome.organization_id = organization_of(kwargs)
+    return outcome
+
+
 def unloadable(row: dict, exc: Exception) -> Outcome:
     """The outcome of a fetched row that cannot run: failed at once, never retried."""
     started = now()
-    return Outcome.of_error(row["id"], row["attempts"], row["task_name"], started, exc)
+    outcome = Outcome.of_error(row["id"], row["attempts"], row["task_name"], started, exc)
+    return of_job(outcome, row["queue_name"], safely(lambda: json.loads(row["args"]), None))
 
 
 async def run(context: procrastinate.JobContext) -> Outcome:
@@ -195,7 +217,7 @@ async def run(context: procrastinate.JobContext) -> Outcome:
         return failure(context, task, started, exc)
     outcome = Outcome(job.id, job.attempts, job.task_name, "succeeded", started, now())
     outcome.result_summary = summarize(result)
-    return outcome
+    return of_job(outcome, job.queue, job.task_kwargs)
 
 
 def may_retry(exc: BaseException, reason: AbortReason | None) -> bool:
@@ -218,7 +240,8 @@ def failure(context, task, started, exc: BaseException) -> Outcome:
             retry = job_retry.retry_decision if job_retry else None
         except Exception:
             log.exception("the retry strategy of %s failed; not retrying", job.task_name)
-    return Outcome.of_error(job.id, job.attempts, job.task_name, started, exc, status, retry)
+    outcome = Outcome.of_error(job.id, job.attempts, job.task_name, started, exc, status, retry)
+    return of_job(outcome, job.queue, job.task_kwargs)
 
 
 def log_outcome(outcome: Outcome) -> None:

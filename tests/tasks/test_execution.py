@@ -51,12 +51,15 @@ def test_a_success_records_its_result():
     assert (outcome.status, outcome.retry, outcome.error_class) == ("succeeded", None, None)
     assert json.loads(outcome.result_summary) == {"succeeded_on_attempt": 1}
     assert outcome.attempt_row("w")[:4] == (7, 1, "w", "succeeded")
+    # The job's task, queue and organization go with it: recording needs no read of the job.
+    assert outcome.attempt_row("w")[-3:] == ("diagnostics:fail_then_succeed", "default", 1)
 
 
 def test_a_failure_records_its_error_and_the_retry_its_task_decides():
     outcome = run(context_for("diagnostics:fail_then_succeed", organization_id=1, failures=5))
     assert (outcome.status, outcome.error_class) == ("failed", "PlannedFailure")
     assert outcome.error_message == "planned failure 1 of 5"
+    assert outcome.attempt_row("w")[-3:] == ("diagnostics:fail_then_succeed", "default", 1)
     assert "Traceback (most recent call last)" in outcome.traceback
     assert outcome.retry is not None and outcome.retry_at > outcome.finished_at
     assert outcome.finish_row()[:4] == (7, 0, "failed", outcome.retry_at)
@@ -136,3 +139,12 @@ def test_rows_that_cannot_be_loaded_become_failed_outcomes(args, why):
     outcome = execution.unloadable(row, caught.value)
     assert (outcome.job_id, outcome.status, outcome.retry) == (3, "failed", None)
     assert outcome.error_class == "UnloadableJob"
+    assert outcome.attempt_row("w")[-3:] == ("diagnostics:noop", "default", None)
+
+
+def test_an_unloadable_row_still_names_its_organization_when_it_can():
+    row = {"id": 3, "attempts": 0, "queue_name": "default", "task_name": "gone"}
+    row["args"] = '[{"organization_id": 4}]'
+    assert execution.unloadable(row, execution.UnloadableJob("x")).organization_id is None
+    row["args"] = '{"organization_id": 4, "when": "never"}'
+    assert execution.unloadable(row, execution.UnloadableJob("x")).attempt_row("w")[-1] == 4
