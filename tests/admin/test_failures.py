@@ -214,14 +214,7 @@ def test_housekeeping_failures_are_apart_and_for_admins_only(sign_in, conn, orgs
     assert HOUSEKEEPING_TASK not in operator
 
 
-def test_without_the_job_list_there_is_no_link(sign_in, conn, orgs):
-    add_attempt(conn, add_job(conn, orgs.a))
-    page = sign_in("operator").client.get(PAGE).get_data(as_text=True)
-    assert "Failed jobs" not in page
-
-
-def test_each_group_links_to_its_failed_jobs(app, sign_in, conn, orgs):
-    app.add_url_rule("/admin/queues/jobs", endpoint="admin.job_list", view_func=lambda: "")
+def test_each_group_links_to_its_failed_jobs(sign_in, conn, orgs):
     add_attempt(conn, add_job(conn, orgs.b), message="timeout after 3 s")
     add_attempt(conn, add_job(conn, None, HOUSEKEEPING_TASK, queue=queues.HOUSEKEEPING))
     error = key(conn, "TimeoutError", "timeout after 1 s")
@@ -232,6 +225,23 @@ def test_each_group_links_to_its_failed_jobs(app, sign_in, conn, orgs):
     )
     assert f"task={HOUSEKEEPING_TASK}&amp;error=" in page
     assert f"queue={queues.HOUSEKEEPING}" in page
+
+
+def test_the_link_lists_the_jobs_of_that_failure_and_no_other(sign_in, conn, orgs):
+    timeouts = [add_job(conn, orgs.a, status="failed") for _ in range(2)]
+    for job_id, seconds in zip(timeouts, (31, 29), strict=True):
+        add_attempt(conn, job_id, message=f"timeout after {seconds} s for +14155550123")
+    refused = add_job(conn, orgs.a, status="failed")
+    add_attempt(conn, refused, error_class="ProviderError", message="number refused")
+    other_tenant = add_job(conn, orgs.b, status="failed")
+    add_attempt(conn, other_tenant, message="timeout after 5 s for +14155550123")
+    operator = sign_in("operator").client
+    page = operator.get(PAGE).get_data(as_text=True)
+    error = key(conn, "TimeoutError", "timeout after 1 s for +14155550123")
+    link = re.search(rf'href="([^"]*error={error}[^"]*)"', page).group(1).replace("&amp;", "&")
+    listed = operator.get(link).get_data(as_text=True)
+    shown = {int(n) for n in re.findall(r'name="job_id" value="(\d+)"', listed)}
+    assert shown == set(timeouts)
 
 
 def test_the_tables_refresh(sign_in, conn, orgs):

@@ -61,3 +61,4 @@ from webapp.admin import (  # noqa: E402,F401
     session,
     tokens,
     workers,
+)

@@ -1,6 +1,6 @@
 """Failures: failed runs grouped by task and error, with how often they happen lately."""
 
-from flask import current_app, render_template
+from flask import render_template
 from flask_login import current_user
 
 from tasks import queues
@@ -11,10 +11,8 @@ from webapp.store import failures as failure_store
 SHOWN_GROUPS = 100  # the groups last seen; older ones are kept but not listed
 
 
-def jobs_url(group: dict) -> str | None:
-    """The job list filtered to a group's failed jobs, once that page exists."""
-    if "admin.job_list" not in current_app.view_functions:
-        return None
+def jobs_url(group: dict) -> str:
+    """The job list filtered to a group's failed jobs."""
     values = {"state": "failed", "task": group["task_name"], "error": group["error_key"]}
     if group["housekeeping"]:
         values["queue"] = queues.HOUSEKEEPING

@@ -34,7 +34,7 @@ class Filters:
     since: datetime.datetime | None = None
     until: datetime.datetime | None = None
     q: str = ""
-    error: str = ""  # reserved: the error key of a job's last failed attempt
+    error: str = ""  # the error key of a failed attempt (the failures page links with it)
 
     def query(self) -> dict:
         """The filters in use, as query values (times as they were given, in UTC)."""
@@ -139,6 +139,7 @@ def jobs_of(conn, filters: Filters, below: int | None = None) -> job_search.JobF
         hidden_queue=None if filters.queue else queues.HOUSEKEEPING,
         state=filters.state,
         task=filters.task,
+        error=filters.error or None,
         min_id=since or None,
         below_id=min(bounds) if bounds else None,
     )

@@ -33,6 +33,10 @@ CONDITIONS = {
     "hidden_queue": "j.queue_name <> %(hidden_queue)s",
     "task": "j.task_name = %(task)s",
     "ids": "j.id = ANY(%(ids)s)",
+    # A failed attempt with this error key (migration 0018), through its failure groups
+    # (a small table) and the index of each group's failed attempts.
+    "error": "j.id IN (SELECT a.job_id FROM failure_groups g"
+    " JOIN job_attempts a ON a.failure_group_id = g.id WHERE g.error_key = %(error)s)",
     "min_id": "j.id >= %(min_id)s",
     "below_id": "j.id < %(below_id)s",
 }
@@ -48,6 +52,7 @@ class JobFilter:
     hidden_queue: str | None = None
     state: str | None = None
     task: str | None = None
+    error: str | None = None
     ids: list[int] | None = field(default=None)
     min_id: int | None = None
     below_id: int | None = None

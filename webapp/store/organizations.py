@@ -5,10 +5,9 @@ from psycopg.rows import dict_row
 
 # Waiting and running jobs are counted through the partial indexes on 'todo' and 'doing'
 # rows (migration 0009), so the count follows the backlog, not the million finished jobs.
-# Runs finished in the last hour come from the index on job_attempts.finished_at, which
-# carries the organization and the outcome (migration 0018; the per-minute rollup
-# job_minutes of migration 0021 could answer this too). Housekeeping jobs belong to no
-# organization and are left out.
+# Runs that ended in the last hour come from the per-minute rollup the worker keeps
+# (job_minutes, migration 0021): sixty minutes of rows, whatever the throughput.
+# Housekeeping jobs belong to no organization and are left out.
 LIST_LOAD = """
     WITH waiting AS (
         SELECT due.org, count(*) AS n
@@ -30,10 +29,10 @@ LIST_LOAD = """
          WHERE j.status = 'doing' AND j.queue_name <> %(housekeeping)s
          GROUP BY 1
     ), finished AS (
-        SELECT a.organization_id, count(*) AS n,
-               count(*) FILTER (WHERE a.outcome = 'failed') AS failed
-          FROM job_attempts a
-         WHERE a.finished_at > now() - interval '1 hour' AND a.organization_id IS NOT NULL
+        SELECT m.organization, sum(m.finished) AS n, sum(m.failed) AS failed
+          FROM job_minutes m
+         WHERE m.minute > date_trunc('minute', now()) - interval '60 minutes'
+           AND m.organization <> ''
          GROUP BY 1
     )
     SELECT o.id, o.name,
@@ -45,7 +44,7 @@ LIST_LOAD = """
       FROM organizations o
       LEFT JOIN waiting w ON w.org = o.id::text
       LEFT JOIN running r ON r.org = o.id::text
-      LEFT JOIN finished f ON f.organization_id = o.id
+      LEFT JOIN finished f ON f.organization = o.id::text
      ORDER BY coalesce(w.n, 0) + coalesce(r.n, 0) DESC, coalesce(f.n, 0) DESC,
               coalesce(f.failed, 0) DESC, o.name, o.id
 """
