@@ -58,6 +58,16 @@ def busy_queues(conn, orgs):
     return {"failed": failed}
 
 
+def unlabelled(page) -> list[str]:
+    """The form controls of a page that no label, aria-label or aria-labelledby names."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+            .filter(el => !el.labels.length && !el.getAttribute('aria-label')
+                          && !el.getAttribute('aria-labelledby'))
+            .map(el => el.outerHTML)"""
+    )
+
+
 def sign_in(page, email):
     page.goto("/login")
     page.get_by_label("Email").fill(email)
@@ -97,6 +107,7 @@ def test_every_admin_page_light_and_dark_on_desktop_and_phone(
                 response = page.goto(href)
                 assert response.status == 200, (label, href)
                 assert page.locator("h1").count() == 1
+                assert unlabelled(page) == [], (label, href)
                 name = re.sub(r"\W+", "-", label.lower()).strip("-")
                 page.screenshot(
                     path=str(folder / f"admin-{name}-{scheme}-{size}.png"), full_page=True
@@ -110,3 +121,46 @@ def test_every_admin_page_light_and_dark_on_desktop_and_phone(
             )
             assert errors == [], errors  # no CSP refusal, no script error
             context.close()
+
+
+def waiting_in_default(page) -> str:
+    row = page.locator("tr", has=page.locator("th", has_text=re.compile(r"^\s*default")))
+    return row.locator('td[data-label="Waiting"]').inner_text()
+
+
+def shows_waiting(page, count: str, timeout: float) -> None:
+    """Wait until the first queue's waiting count reads ``count``, the page left as it is."""
+    cell = "document.querySelector('#overview td[data-label=Waiting]')"
+    page.wait_for_function(f"() => {cell}.textContent.trim() === '{count}'", timeout=timeout)
+
+
+def add_waiting(conn, count):
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+        " SELECT 'default', 'diagnostics:noop', '{\"organization_id\": 1}'"
+        " FROM generate_series(1, %s)",
+        (count,),
+    )
+
+
+def test_the_script_refreshes_counts_while_the_tab_is_visible_only(page, make_user, conn, orgs):
+    sign_in(page, make_user("op@example.com", 1, "operator"))
+    page.goto("/admin/queues")
+    assert waiting_in_default(page) == "0"
+    add_waiting(conn, 2)
+    shows_waiting(page, "2", timeout=10_000)
+    # Hidden (another tab in front): no more requests, so the count stays as it was.
+    page.evaluate(
+        "() => { Object.defineProperty(document, 'hidden', {value: true, configurable: true});"
+        " document.dispatchEvent(new Event('visibilitychange')); }"
+    )
+    add_waiting(conn, 3)
+    page.wait_for_timeout(7_000)
+    assert waiting_in_default(page) == "2"
+    # Visible again: it refreshes at once.
+    page.evaluate(
+        "() => { Object.defineProperty(document, 'hidden', {value: false, configurable: true});"
+        " document.dispatchEvent(new Event('visibilitychange')); }"
+    )
+    shows_waiting(page, "5", timeout=3_000)
+    assert page.console_errors == []
