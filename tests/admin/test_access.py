@@ -32,6 +32,12 @@ def test_only_admins_get_the_organization_filter(sign_in):
     assert 'id="org-filter"' not in page
 
 
+def test_platform_pages_have_no_organization_filter(sign_in):
+    admin = sign_in("admin").client
+    for path in ("/admin/queues/database", "/admin/queues/organizations"):
+        assert 'id="org-filter"' not in admin.get(path).get_data(as_text=True), path
+
+
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "99999999999999999999", "1.5"])
 def test_a_bad_organization_filter_is_a_400_page(sign_in, value):
     response = sign_in("admin").client.get(f"{OVERVIEW}?org={value}")

@@ -32,6 +32,10 @@ NAV = (
 )
 
 
+# Pages about the whole platform, which one organization's filter would not change.
+UNFILTERED = {"admin.database", "admin.organization_list"}
+
+
 def admin_url(endpoint: str, **values) -> str:
     """``url_for`` that keeps the page's organization filter."""
     return url_for(endpoint, **{**scope.carried(), **values})
@@ -64,7 +68,9 @@ def layout_values() -> dict:
         "can_write": current_user.can_write,
         "is_admin": current_user.is_admin,
         "shown_organization": scope.organization(),
-        "organizations": account_store.list_organizations(conn) if current_user.is_admin else [],
+        "organizations": account_store.list_organizations(conn)
+        if current_user.is_admin and request.endpoint not in UNFILTERED
+        else [],
         "memberships": memberships if len(memberships) > 1 else [],
         "switch_form": SwitchOrganizationForm(formdata=None),
     }
