@@ -16,7 +16,7 @@ from webapp.store import job_search
 ACTIONS = {"cancel": "Cancel", "retry": "Retry", "delete": "Delete"}
 INLINE_MAX = 1000
 PREVIEW_CAP = 10_000  # jobs a preview counts, at most: see count_matching_jobs
-SHOWN = ("queue", "state", "task", "since", "until")  # a bulk filter, as its page says it
+SHOWN = ("queue", "state", "task", "error", "since", "until")  # a bulk filter, as its page says it
 
 ACTS, SKIPS = True, False
 # Per action and state: whether the action applies, and what the preview says of them.

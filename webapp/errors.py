@@ -5,7 +5,8 @@ from typing import Annotated, Any, Literal, NoReturn
 
 import procrastinate
 import psycopg
-from flask import Flask, current_app, render_template, request
+from flask import Flask, current_app, g, render_template, request
+from flask_login import current_user
 from gunicorn.http.errors import ParseException
 from jinja2 import TemplateNotFound
 from pydantic import BaseModel, ConfigDict, Field
@@ -91,16 +92,32 @@ def json_body(error: HTTPException) -> dict:
 
 def render_error(error: HTTPException):
     """Render an HTTP error as JSON ``{error, message}`` or as ``errors/<code>.html``."""
+    g.rendering_error = True  # pages' own context values (which read the database) stay out
     response = error.get_response()
     if wants_json():
         response.data = Error.model_validate(json_body(error)).model_dump_json(exclude_unset=True)
         response.content_type = "application/json"
         return response
+    known_caller()
     try:
         body = render_template(f"errors/{error.code}.html", error=error)
     except TemplateNotFound:
         body = render_template("errors/error.html", error=error)
     return body, error.code, response.headers
+
+
+def known_caller() -> None:
+    """Find out who is calling before an error page shows it, and take them for anonymous
+    when that needs a database that is not there: the page must not fail in turn."""
+    if "_login_user" in g:  # where flask-login keeps the request's caller, once known
+        return
+    if not g.get("database_unavailable"):  # trying again would wait for the pool again
+        try:
+            current_user._get_current_object()
+            return
+        except db.UNAVAILABLE_ERRORS:
+            pass
+    g._login_user = current_app.login_manager.anonymous_user()
 
 
 def malformed_body(exc: ParseException):
@@ -163,6 +180,7 @@ def connector_error(exc: Exception):
 def database_unavailable(exc: Exception):
     """A database outage is a 503, never a traceback."""
     log.warning("database unavailable: %s", exc, extra={"action": "db_unavailable"})
+    g.database_unavailable = True
     return render_error(ServiceUnavailable("The database is unavailable; try again shortly."))
 
 

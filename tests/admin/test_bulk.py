@@ -263,6 +263,34 @@ def test_a_large_bulk_cancel_runs_in_batches_and_only_on_the_operators_jobs(
     assert "every job, up to job" in page
 
 
+def test_a_large_bulk_action_keeps_every_filter_of_its_preview(sign_in, conn, orgs, db_url):
+    """The failures page links to the job list with an error key: a background run over
+    those jobs must act on them alone, as its preview said, not on every failed job."""
+    timeouts = add_jobs(conn, 1100, state="failed")
+    others = add_jobs(conn, 20, state="failed")
+    conn.execute(
+        "INSERT INTO job_attempts (job_id, attempt, worker_name, outcome, started_at,"
+        " finished_at, error_class, error_message, task_name, queue_name, organization_id)"
+        " SELECT id, 1, 'w', 'failed', now(), now(), 'TimeoutError', 'timeout after 3 s',"
+        " task_name, queue_name, 1 FROM procrastinate_jobs WHERE id = ANY(%s)",
+        (timeouts,),
+    )
+    error = conn.execute("SELECT howdah_error_key('TimeoutError', 'timeout after 9 s')").fetchone()[
+        0
+    ]
+    operator = sign_in("operator")
+    page = preview(operator, "delete", state="failed", error=error)
+    assert "1,100 jobs match these filters" in page
+    response = confirm(operator, page)
+    bulk_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    assert run_task(db_url, bulk_id) == {"bulk_id": bulk_id, "finished": True}
+    assert bulk_row(conn, bulk_id)[:4] == ("succeeded", 1100, 1100, 0)
+    assert status_of(conn, timeouts) == {}
+    assert set(status_of(conn, others).values()) == {"failed"}
+    detail = operator.client.get(f"/admin/queues/bulk/{bulk_id}").get_data(as_text=True)
+    assert f"error = {error}" in detail
+
+
 def test_a_large_bulk_action_stops_between_batches(sign_in, conn, orgs, db_url):
     ids = add_jobs(conn, 1600)
     operator = sign_in("operator")

@@ -45,9 +45,8 @@ class Chosen:
         """The filter a background run applies, times already turned into ids."""
         if self.ids is not None:
             return None
-        jobs = self.jobs
-        kept = {"queue": jobs.queue, "hidden_queue": jobs.hidden_queue, "state": jobs.state}
-        kept |= {"task": jobs.task, "min_id": jobs.min_id, **self.filters.query()}
+        kept = {name: getattr(self.jobs, name) for name in job_search.KEPT_FILTERS}
+        kept |= self.filters.query()  # as the reader gave them, for the page to show
         return {name: value for name, value in kept.items() if value is not None}
 
 

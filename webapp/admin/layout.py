@@ -3,7 +3,7 @@ for people in several organizations, the menu to switch between them."""
 
 from dataclasses import dataclass
 
-from flask import current_app, request, url_for
+from flask import current_app, g, request, url_for
 from flask_login import current_user
 
 from webapp import db
@@ -57,8 +57,9 @@ def nav_items() -> list[dict]:
 
 @bp.context_processor
 def layout_values() -> dict:
-    """Values of the admin layout, once the gate let the request in (not on its refusals)."""
-    if not scope.settled():
+    """Values of the admin layout, once the gate let the request in; none for an error
+    page (which does not use them, and may be about the database being gone)."""
+    if not scope.settled() or g.get("rendering_error"):
         return {}
     conn = db.get_conn()
     memberships = account_store.list_memberships(conn, current_user.id)

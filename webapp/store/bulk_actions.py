@@ -127,13 +127,9 @@ def selection(row: dict) -> job_search.JobFilter:
     chosen = row["filter"] or {}
     return job_search.JobFilter(
         organization=row["organization_id"],
-        queue=chosen.get("queue"),
-        hidden_queue=chosen.get("hidden_queue"),
-        state=chosen.get("state"),
-        task=chosen.get("task"),
-        min_id=chosen.get("min_id"),
         ids=row["job_ids"],
         below_id=row["cursor"],
+        **{name: chosen.get(name) for name in job_search.KEPT_FILTERS},
     )
 
 

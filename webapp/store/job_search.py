@@ -42,6 +42,12 @@ CONDITIONS = {
 }
 
 
+# What a bulk action run in the background keeps of its filter, and applies again to
+# each batch (the organization and the id bounds are kept apart): one list, so that the
+# two cannot drift apart.
+KEPT_FILTERS = ("queue", "hidden_queue", "state", "task", "error", "min_id")
+
+
 @dataclass(frozen=True)
 class JobFilter:
     """Which jobs: ``None`` leaves a filter out. ``min_id`` and ``below_id`` bound ids
