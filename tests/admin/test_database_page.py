@@ -25,7 +25,10 @@ def test_admins_see_tables_notify_usage_connections_and_no_waits(sign_in, orgs):
     page = response.get_data(as_text=True)
     for table in ("procrastinate_jobs", "procrastinate_events", "job_attempts", "audit_log"):
         assert f'<th scope="row">{table}</th>' in page
-    assert re.search(r'<dd class="notify-usage">0\.0000 %</dd>', page)
+    # The NOTIFY queue is the server's, which other test workers' databases share: its
+    # usage is small, not always nil.
+    usage = re.search(r'<dd class="notify-usage">(\d+\.\d{4}) %</dd>', page)
+    assert usage and float(usage.group(1)) < 1
     assert '<th scope="row">howdah-web</th>' in page
     assert "No backend waits for a lock on our tables." in page
     assert re.findall(r"unavailable</span> (.*?) could not", page) == []
