@@ -130,6 +130,19 @@ def test_the_action_filter_offers_the_actions_on_record(sign_in, log):
     assert '<option value="queue.pause" selected>' in page
 
 
+def test_an_organization_is_offered_only_its_own_actions(sign_in, conn, log):
+    add_entry(conn, "queue.paused", actor="root@platform.test", organization_id=None)
+    add_entry(conn, "jobs.bulk_delete", actor="eve@globex.test", organization_id=2)
+    operator = sign_in("operator").client.get(PAGE).get_data(as_text=True)
+    options = re.findall(r'<option value="([^"]*)"', operator)
+    assert "queue.paused" not in options and "jobs.bulk_delete" not in options
+    admin = sign_in("admin").client
+    every = set(re.findall(r'<option value="([^"]*)"', admin.get(PAGE).get_data(as_text=True)))
+    assert {"queue.paused", "jobs.bulk_delete"} <= every
+    globex = admin.get(f"{PAGE}?org=2").get_data(as_text=True)
+    assert "queue.paused" not in re.findall(r'<option value="([^"]*)"', globex)
+
+
 def test_pages_go_back_in_time_by_cursor(sign_in, conn, orgs):
     ids = [add_entry(conn, "job.retry", target_id=str(n)) for n in range(1, 121)]
     client = sign_in("operator").client

@@ -50,8 +50,9 @@ def shown(entry: dict) -> dict:
 
 
 def action_choices(conn, hidden: str | None, chosen: str | None) -> list[str]:
-    """The actions on record (the chosen one too, so the filter shows what it filters by)."""
-    present = store.list_actions(conn, hidden)
+    """The actions on record in the page's scope (the chosen one too, so the filter shows
+    what it filters by)."""
+    present = store.list_actions(conn, scope.organization(), hidden)
     return present if chosen is None or chosen in present else sorted([*present, chosen])
 
 

@@ -64,22 +64,28 @@ def list_entries(
         ).fetchall()
 
 
-def list_actions(conn: psycopg.Connection, hidden_action: str | None = None) -> list[str]:
-    """The actions on record, in order: one index probe per action (a loose index scan of
-    ``(action, id)``), not a pass over the whole log."""
+def list_actions(
+    conn: psycopg.Connection, organization_id: int | None, hidden_action: str | None = None
+) -> list[str]:
+    """The actions on record, of one organization or (``None``) of all, in order: one
+    index probe per action (a loose index scan), not a pass over the whole log."""
     rows = conn.execute(
         """
         WITH RECURSIVE present AS (
-            (SELECT action FROM audit_log ORDER BY action LIMIT 1)
+            (SELECT action FROM audit_log
+             WHERE %(org)s::bigint IS NULL OR organization_id = %(org)s
+             ORDER BY action LIMIT 1)
             UNION ALL
-            SELECT (SELECT a.action FROM audit_log a WHERE a.action > p.action
+            SELECT (SELECT a.action FROM audit_log a
+                    WHERE a.action > p.action
+                      AND (%(org)s::bigint IS NULL OR a.organization_id = %(org)s)
                     ORDER BY a.action LIMIT 1)
             FROM present p WHERE p.action IS NOT NULL
         )
         SELECT action FROM present
         WHERE action IS NOT NULL AND (%(hidden)s::text IS NULL OR action <> %(hidden)s)
         """,
-        {"hidden": hidden_action},
+        {"org": organization_id, "hidden": hidden_action},
     ).fetchall()
     return [row[0] for row in rows]
 
