@@ -157,10 +157,10 @@ def test_every_reason_that_holds_is_given():
 def diagnose(app, conn):
     """The reasons the page gives for a job, read from the test database."""
 
-    def run(job_id: int) -> list[diagnosis.Reason]:
+    def run(job_id: int, reader_organization: int | None = None) -> list[diagnosis.Reason]:
         with app.app_context():
             job = job_store.get_job(db.get_conn(), job_id, None)
-            facts = diagnosis.gather(db.get_conn(), job, 30)
+            facts = diagnosis.gather(db.get_conn(), job, 30, reader_organization)
             return diagnosis.reasons(job, facts, datetime.datetime.now(datetime.UTC))
 
     return run
@@ -260,6 +260,18 @@ def test_db_every_slot_busy(diagnose, conn, orgs):
     (reason,) = diagnose(add_job(conn))
     assert reason.kind == "busy"
     assert "1 job of email:send_digest, 1 job of sms:send_notification." in reason.text
+
+
+def test_db_a_tenant_is_not_told_what_other_tenants_run(diagnose, conn, orgs):
+    worker_id = add_worker(conn, queues=None, concurrency=2)
+    theirs = add_job(
+        conn, organization_id=2, queue="email-digests", task="email:send_digest", status="doing"
+    )
+    conn.execute("UPDATE procrastinate_jobs SET worker_id = %s WHERE id = %s", (worker_id, theirs))
+    add_job(conn, status="doing", worker_id=worker_id)
+    (reason,) = diagnose(add_job(conn), reader_organization=1)
+    assert "1 job of sms:send_notification, others." in reason.text
+    assert "email:send_digest" not in reason.text
 
 
 @pytest.mark.usefixtures("worker")

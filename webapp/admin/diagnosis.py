@@ -39,8 +39,11 @@ class Facts:
     stale_seconds: int = 30
 
 
-def gather(conn: psycopg.Connection, job: dict, stale_seconds: int) -> Facts:
-    """Read the facts behind ``reasons`` for a waiting job."""
+def gather(
+    conn: psycopg.Connection, job: dict, stale_seconds: int, reader_organization: int | None
+) -> Facts:
+    """Read the facts behind ``reasons`` for a waiting job, as a reader acting for
+    ``reader_organization`` (``None``: a platform admin) may see them."""
     queue = job["queue_name"]
     workers = store.list_live_workers(conn, queue, stale_seconds)
     holder = None
@@ -52,7 +55,9 @@ def gather(conn: psycopg.Connection, job: dict, stale_seconds: int) -> Facts:
         lock_holder=holder,
         workers=workers,
         running=store.count_running(conn, queue, organization_of(job["args"])),
-        busy_with=store.list_running_tasks(conn, worker_ids, TOP_TASKS) if workers else [],
+        busy_with=store.list_running_tasks(conn, worker_ids, reader_organization, TOP_TASKS)
+        if workers
+        else [],
         ahead=store.count_jobs_ahead(conn, queue, job["priority"], job["id"], AHEAD_LIMIT),
         stale_seconds=stale_seconds,
     )
@@ -145,7 +150,7 @@ def busy(facts: Facts) -> Reason | None:
         return None
     tasks = [f"{plural(t['running'], 'job')} of {t['task_name']}" for t in facts.busy_with]
     if sum(t["running"] for t in facts.busy_with) < used:
-        tasks.append("others")
+        tasks.append("others" if tasks else "jobs of other organizations")
     return Reason(
         "busy",
         f"Every worker slot is busy: the {plural(len(facts.workers), 'worker')} serving its"

@@ -63,7 +63,9 @@ def why_waiting(job: dict, now: datetime.datetime) -> list[diagnosis.Reason]:
     if job["status"] != "todo":
         return []
     stale = current_app.config["WORKER_STALE_SECONDS"]
-    return diagnosis.reasons(job, diagnosis.gather(db.get_conn(), job, stale), now)
+    return diagnosis.reasons(
+        job, diagnosis.gather(db.get_conn(), job, stale, scope.organization()), now
+    )
 
 
 @bp.get("/jobs/<int:job_id>")

@@ -56,14 +56,18 @@ def list_live_workers(conn: psycopg.Connection, queue: str, stale_seconds: int) 
         ).fetchall()
 
 
-def list_running_tasks(conn: psycopg.Connection, worker_ids: list[int], limit: int) -> list[dict]:
-    """What these workers run now: the most frequent tasks, with how many of each."""
+def list_running_tasks(
+    conn: psycopg.Connection, worker_ids: list[int], organization_id: int | None, limit: int
+) -> list[dict]:
+    """What these workers run now, of one organization (``None``: of all, for a platform
+    admin; no tenant learns another's tasks): the most frequent tasks, how many of each."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             "SELECT task_name, count(*) AS running FROM procrastinate_jobs"
-            " WHERE worker_id = ANY(%s) AND status = 'doing'"
-            " GROUP BY task_name ORDER BY count(*) DESC, task_name LIMIT %s",
-            (worker_ids, limit),
+            " WHERE worker_id = ANY(%(workers)s) AND status = 'doing'"
+            " AND (%(org)s::text IS NULL OR args ->> 'organization_id' = %(org)s::text)"
+            " GROUP BY task_name ORDER BY count(*) DESC, task_name LIMIT %(limit)s",
+            {"workers": worker_ids, "org": organization_id, "limit": limit},
         ).fetchall()
 
 
