@@ -100,6 +100,21 @@ def test_a_preview_with_nothing_ticked_or_a_bad_action_is_a_400(sign_in, acme):
         assert operator.client.post(PREVIEW, data={**data, "csrf_token": token}).status_code == 400
 
 
+def test_jobs_found_by_id_or_key_are_acted_on_when_ticked_only(sign_in, conn, orgs):
+    add_jobs(conn, 1, key="shared", state="failed")
+    add_jobs(conn, 1, key="shared")
+    add_jobs(conn, 5)
+    operator = sign_in("operator")
+    page = operator.client.get("/admin/queues/jobs?q=shared").get_data(as_text=True)
+    assert 'value="matching"' not in page
+    response = operator.client.post(
+        "/admin/queues/bulk/preview",
+        data={"action": "cancel", "target": "matching", "q": "shared", "csrf_token": csrf_of(page)},
+    )
+    assert response.status_code == 400
+    assert "tick the ones to act on" in response.get_data(as_text=True)
+
+
 def test_a_small_bulk_cancel_of_selected_jobs(sign_in, acme, conn):
     operator = sign_in("operator")
     ids = acme["waiting"][:2] + acme["running"][:1] + acme["succeeded"][:1]

@@ -72,6 +72,8 @@ def read_chosen(conn: psycopg.Connection, form, max_id: int) -> Chosen:
         jobs = job_search.JobFilter(organization=scope.organization(), ids=ids, below_id=max_id + 1)
         return Chosen(action, target, ids, filters, max_id, jobs)
     if target == "matching":
+        if filters.q:  # a jump to jobs by id or key, not a filter: it names them
+            abort(400, "A job id or key picks jobs to look at: tick the ones to act on.")
         jobs = job_filters.jobs_of(conn, filters, max_id + 1)
         return Chosen(action, target, None, filters, max_id, jobs)
     abort(400, "Act on the selected jobs or on every job matching the filters.")
