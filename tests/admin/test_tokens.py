@@ -52,6 +52,16 @@ def test_an_operator_creates_a_token_whose_secret_is_shown_once(app, sign_in, co
     assert token_id
 
 
+def test_the_page_lists_the_newest_two_hundred_tokens(sign_in, conn, orgs):
+    conn.execute(
+        "INSERT INTO api_tokens (organization_id, name, prefix, token_hash)"
+        " SELECT 1, 'bulk ' || n, 'hwd_' || n, 'hash' || n FROM generate_series(1, 201) n"
+    )
+    page = sign_in("operator").client.get("/admin/queues/tokens").get_data(as_text=True)
+    assert "bulk 201<" in page and "bulk 2<" in page and "bulk 1<" not in page
+    assert "The newest 200 tokens" in page
+
+
 def test_revoking_a_token_closes_the_api_to_it(app, sign_in, conn, make_token):
     secret = make_token(1)
     api = bearer(app.test_client(), secret)

@@ -16,6 +16,8 @@ from webapp.forms import ActionForm, TokenCreateForm
 from webapp.store import accounts as account_store
 from webapp.store import tokens as store
 
+SHOWN = 200  # tokens listed, newest first; the CLI lists them all
+
 
 def owner_label(organization_id: int | None) -> str:
     """Whom a token made here acts for: an organization's name, or the platform."""
@@ -28,9 +30,12 @@ def owner_label(organization_id: int | None) -> str:
 def render_list(form: TokenCreateForm, created: dict | None = None, status: int = 200):
     """The token page, with the secret of a token just made when there is one."""
     organization_id = scope.organization()
+    tokens = store.list_tokens(db.get_conn(), organization_id, SHOWN + 1)
     page = render_template(
         "admin/tokens/list.html",
-        tokens=store.list_tokens(db.get_conn(), organization_id),
+        tokens=tokens[:SHOWN],
+        more=len(tokens) > SHOWN,
+        shown=SHOWN,
         form=form,
         revoke_form=ActionForm(formdata=None),
         owner=owner_label(organization_id),

@@ -48,14 +48,18 @@ def touch_token(conn: psycopg.Connection, token_id: int) -> None:
     conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s", (token_id,))
 
 
-def list_tokens(conn: psycopg.Connection, organization_id: int | None = None) -> list[dict]:
-    """Tokens, newest first; of one organization when given."""
+def list_tokens(
+    conn: psycopg.Connection, organization_id: int | None = None, limit: int | None = None
+) -> list[dict]:
+    """Tokens, newest first; of one organization when given; the newest ``limit`` only
+    when given."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             f"SELECT {COLUMNS} FROM api_tokens t LEFT JOIN organizations o"
             " ON o.id = t.organization_id"
-            " WHERE %(org)s::bigint IS NULL OR t.organization_id = %(org)s ORDER BY t.id DESC",
-            {"org": organization_id},
+            " WHERE %(org)s::bigint IS NULL OR t.organization_id = %(org)s ORDER BY t.id DESC"
+            " LIMIT %(limit)s",
+            {"org": organization_id, "limit": limit},
         ).fetchall()
 
 
