@@ -15,7 +15,7 @@ run: $(VENV)/.installed
 	$(BIN)/python -m webapp.devserver
 
 test: $(VENV)/.installed-test
-	@$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; fi; \
 	exit $$rc
 

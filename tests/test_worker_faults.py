@@ -20,7 +20,10 @@ from tests.conftest import bearer
 from webapp import accounts
 from webapp.store import accounts as account_store
 
-pytestmark = pytest.mark.e2e
+# The fault tests stop, restart and starve PostgreSQL and run many processes each: they
+# run one after another on one xdist worker, so that their timings are not also each
+# other's load.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("faults")]
 
 NOOP = '{"organization_id": 1}'
 

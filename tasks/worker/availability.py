@@ -85,6 +85,7 @@ class Availability:
         self._failing: dict[str, str] = {}
         self._erring: dict[str, str] = {}  # parts whose last try failed, not for an outage
         self._since: float | None = None
+        self._back_at: float | None = None  # when the last outage ended
 
     @property
     def up(self) -> bool:
@@ -107,11 +108,19 @@ class Availability:
     def recovered(self, part: str) -> None:
         """Note a success of ``part``; the one that ends an outage is logged."""
         if self._failing.pop(part, None) is not None and not self._failing:
+            self._back_at = time.monotonic()
             log.warning(
                 "database available again after %.1f s",
                 time.monotonic() - (self._since or time.monotonic()),
                 extra={"action": "database_available"},
             )
+
+    def straggler(self, started: float) -> bool:
+        """Whether a try that failed began during an outage that has ended since: a wait
+        for a pooled connection begun while the database was away may time out after it
+        came back. That is the same outage, said already, not a new one; the next try
+        tells whether the database is away again."""
+        return self.up and self._back_at is not None and started < self._back_at
 
     @contextlib.asynccontextmanager
     async def trying(self, part: str, backoff: BackoffTimer) -> AsyncIterator[Attempt]:
@@ -123,10 +132,13 @@ class Availability:
         is noted and resets the backoff. An error that is not the database's goes through.
         """
         attempt = Attempt()
+        started = time.monotonic()
         try:
             yield attempt
         except Exception as exc:
-            if is_outage(exc):
+            if is_outage(exc) and self.straggler(started):
+                log.debug("%s: a try begun in the outage failed after it: %s", part, describe(exc))
+            elif is_outage(exc):
                 self.failed(part, exc)
             elif isinstance(unwrap(exc), psycopg.Error):
                 self._erred(part, exc)
