@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # pytest-xdist workers. The suite mostly waits on gunicorn, workers and PostgreSQL, so
-# more workers than cores pays; TEST_WORKERS=0 runs it in one process.
+# more workers than cores pays; TEST_WORKERS=0 runs it in one process. Each file's tests
+# run on one worker, one after another (the fault tests must not load each other).
 TEST_WORKERS ?= 4
 
 .PHONY: run test lint release clean
@@ -15,7 +16,7 @@ run: $(VENV)/.installed
 	$(BIN)/python -m webapp.devserver
 
 test: $(VENV)/.installed-test
-	@$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; fi; \
 	exit $$rc
 

@@ -20,10 +20,10 @@ from tests.conftest import bearer
 from webapp import accounts
 from webapp.store import accounts as account_store
 
-# The fault tests stop, restart and starve PostgreSQL and run many processes each: they
-# run one after another on one xdist worker, so that their timings are not also each
-# other's load.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("faults")]
+# These tests stop, restart and starve PostgreSQL and run many processes each; make test
+# runs a file's tests on one xdist worker (--dist loadfile), so they run one after
+# another and their timings are not also each other's load.
+pytestmark = pytest.mark.e2e
 
 NOOP = '{"organization_id": 1}'
 

@@ -95,13 +95,26 @@ def test_pause_a_queue_see_a_job_wait_resume_and_see_it_run(browse, make_user, c
     assert page.console_errors == []
 
 
-def test_retry_a_failed_job_from_its_page_and_see_it_succeed(browse, make_user, conn, worker, orgs):
+def test_find_a_failed_job_open_it_retry_it_and_see_it_succeed(
+    browse, make_user, conn, worker, orgs
+):
     job_id = insert_job(conn, task="diagnostics:fail_then_succeed", args=FLAKY)
     conn.execute(
         "UPDATE procrastinate_jobs SET status = 'failed', attempts = 1 WHERE id = %s", (job_id,)
     )
+    for _ in range(3):  # jobs that did not fail, which the filter must leave out
+        done = insert_job(conn)
+        conn.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = %s", (done,))
     page = browse(make_user("admin@example.com", 1, "admin"))
-    page.goto(f"/admin/queues/jobs/{job_id}")
+    page.goto("/admin/queues")
+    page.locator("nav.admin-nav").get_by_role("link", name="Jobs").click()
+    page.get_by_label("State").select_option("failed")
+    page.get_by_role("button", name="Filter", exact=True).click()
+    page.wait_for_url("**state=failed**")
+    listed = page.locator('input[name="job_id"]')
+    assert [listed.nth(i).get_attribute("value") for i in range(listed.count())] == [str(job_id)]
+    page.get_by_role("link", name=str(job_id), exact=True).click()
+    page.wait_for_url(f"**/admin/queues/jobs/{job_id}")
     assert page.locator(".badge-failed").first.is_visible()
     page.get_by_role("button", name="Retry", exact=True).click()
     reload_until(page, "succeeded")
