@@ -1,4 +1,4 @@
-"""The HTML home page; the admin pages arrive in webapp/admin/."""
+"""The HTML home page; the admin pages are in webapp/admin/."""
 
 from flask import Blueprint, render_template
 
