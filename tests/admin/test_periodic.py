@@ -35,7 +35,7 @@ def last_purge(conn):
         "INSERT INTO procrastinate_periodic_defers"
         " (task_name, periodic_id, defer_timestamp, job_id)"
         " VALUES (%(task)s, '', extract(epoch FROM now())::bigint - 3000, NULL),"
-        " (%(task)s, '', extract(epoch FROM now())::bigint - 300, %(job)s)",
+        " (%(task)s, '', floor(extract(epoch FROM now()))::bigint - 300, %(job)s)",
         {"task": PURGE, "job": job_id},
     )
     return job_id
