@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.rows import dict_row
 
+from webapp.store import jobs as job_store
+
 # The list's states, as conditions on Procrastinate's status. Written out (not bound) so
 # the planner can match the partial indexes of migrations 0009 and 0022.
 STATES = {
@@ -86,14 +88,7 @@ LIST_JOBS = """
         ORDER BY j.id DESC LIMIT %(limit)s
     ) j
     LEFT JOIN organizations o ON o.id::text = j.args ->> 'organization_id'
-    LEFT JOIN LATERAL (
-        SELECT min(e.at) FILTER (WHERE e.type = 'deferred') AS created_at,
-               max(e.at) FILTER (WHERE e.type = 'started') AS started_at,
-               max(e.at) FILTER (WHERE e.type IN ('succeeded', 'failed', 'cancelled', 'aborted'))
-                   AS finished_at,
-               count(*) FILTER (WHERE e.type = 'started') AS runs
-        FROM procrastinate_events e WHERE e.job_id = j.id
-    ) ev ON true
+    {event_times}
     ORDER BY j.id DESC
 """
 
@@ -101,7 +96,9 @@ LIST_JOBS = """
 def list_query(jobs: JobFilter, limit: int) -> tuple[str, dict]:
     """The list's statement and parameters (also what the plan checks EXPLAIN)."""
     condition, values = where(jobs)
-    return LIST_JOBS.format(state_of=STATE_OF, condition=condition), {**values, "limit": limit}
+    return LIST_JOBS.format(
+        state_of=STATE_OF, condition=condition, event_times=job_store.EVENT_TIMES
+    ), {**values, "limit": limit}
 
 
 def list_jobs(conn: psycopg.Connection, jobs: JobFilter, limit: int) -> list[dict]:

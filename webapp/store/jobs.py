@@ -15,10 +15,9 @@ JOB_COLUMNS = """
     progress.fraction AS progress_fraction, progress.message AS progress_message,
     progress.updated_at AS progress_updated_at
 """
-JOB_JOINS = """
-    LEFT JOIN job_retries retried_from ON retried_from.retry_job_id = j.id
-    LEFT JOIN job_progress progress ON progress.job_id = j.id
-    LEFT JOIN job_retries retried_as ON retried_as.job_id = j.id
+# A job's times from Procrastinate's events (the job row has none): ``ev.created_at``,
+# ``started_at``, ``finished_at`` and ``runs``.
+EVENT_TIMES = """
     LEFT JOIN LATERAL (
         SELECT min(e.at) FILTER (WHERE e.type = 'deferred') AS created_at,
                max(e.at) FILTER (WHERE e.type = 'started') AS started_at,
@@ -27,7 +26,12 @@ JOB_JOINS = """
                count(*) FILTER (WHERE e.type = 'started') AS runs
         FROM procrastinate_events e WHERE e.job_id = j.id
     ) ev ON true
-    LEFT JOIN LATERAL (
+"""
+JOB_JOINS = f"""
+    LEFT JOIN job_retries retried_from ON retried_from.retry_job_id = j.id
+    LEFT JOIN job_progress progress ON progress.job_id = j.id
+    LEFT JOIN job_retries retried_as ON retried_as.job_id = j.id
+{EVENT_TIMES}    LEFT JOIN LATERAL (
         SELECT a.error_class, a.error_message FROM job_attempts a
         WHERE a.job_id = j.id AND a.outcome <> 'succeeded'
         ORDER BY a.attempt DESC LIMIT 1
