@@ -2,7 +2,7 @@
 
 import procrastinate
 
-from tasks import providers, queues
+from tasks import mail, queues
 from tasks.payloads import DigestPayload
 from tasks.progress import report_progress
 from tasks.registry import Backoff, job_task
@@ -26,7 +26,7 @@ async def send_digest(payload: DigestPayload, context: procrastinate.JobContext)
     subject = f"Your {payload.period} Howdah digest"
     text = f"Digest for organization {payload.organization_id} ({payload.period})."
     recipients = list(payload.recipients)
-    provider = providers.email_provider()
+    provider = mail.email_provider()
     sent = []
     report_progress(context, 0, f"sending {len(recipients)} e-mails")
     # In batches, so that the job's page shows how far a long list has gone.

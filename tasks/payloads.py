@@ -4,11 +4,13 @@ Every payload extends ``JobPayload``, so no job can be deferred without a
 valid ``organization_id``.
 """
 
+import datetime
 from typing import Annotated, Any, Literal
 
 import email_validator
 import email_validator.rfc_constants
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -16,6 +18,7 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    field_validator,
 )
 
 
@@ -88,6 +91,25 @@ class DigestPayload(JobPayload):
 
     period: Literal["daily", "weekly"]
     recipients: list[Email] = Field(min_length=1, max_length=100)
+    subscription_id: integer(gt=0, le=2**63 - 1) | None = Field(
+        default=None, description="The subscription the digest is for; none when sent by hand"
+    )
+    until: AwareDatetime | None = Field(
+        default=None,
+        description="The end of the period the digest covers, with its UTC offset, from"
+        " 2000 to 2100; by default the time the job runs",
+        json_schema_extra={"pattern": r"^(20[0-9]{2})-"},
+    )
+
+    @field_validator("until")
+    @classmethod
+    def within_years(cls, value: datetime.datetime | None) -> datetime.datetime | None:
+        """Bound ``until``: PostgreSQL stores years that psycopg cannot read back."""
+        # The year as written (what the schema's pattern states): psycopg reads no year
+        # past 9999, and a digest of another century is a mistake.
+        if value is not None and not 2000 <= value.year < 2100:
+            raise ValueError("until must lie between 2000 and 2100")
+        return value
 
 
 class NoopPayload(JobPayload):

@@ -2,7 +2,7 @@
 
 import procrastinate
 
-from tasks import providers, queues
+from tasks import queues, sms_providers
 from tasks.payloads import SmsPayload
 from tasks.registry import Backoff, job_task
 
@@ -20,4 +20,4 @@ bp = procrastinate.Blueprint()
 )
 async def send_notification(payload: SmsPayload, context: procrastinate.JobContext) -> dict:
     """Send one SMS notification."""
-    return await providers.sms_provider().send(payload.to, payload.body)
+    return await sms_providers.sms_provider().send(payload.to, payload.body)

@@ -190,6 +190,96 @@ def web_settings(environ: Mapping[str, str], serving: bool = True) -> dict:
     }
 
 
+SMS_PROVIDERS = ("console", "telnyx")
+EMAIL_PROVIDERS = ("console", "smtp")
+SMTP_SECURITY = ("starttls", "tls", "none")
+TELNYX_BASE_URL = "https://api.telnyx.com/v2"
+
+
+def parse_choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """Read one of ``choices`` (the first is the default)."""
+    value = environ.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def parse_url(environ: Mapping[str, str], name: str, default: str) -> str:
+    """Read an http(s) URL, without its trailing slash."""
+    value = environ.get(name, "").strip() or default
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(name, f"must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def require(environ: Mapping[str, str], name: str, why: str) -> str:
+    """Read a setting that ``why`` makes required."""
+    value = environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(name, f"is required {why}")
+    return value
+
+
+def sms_settings(environ: Mapping[str, str]) -> dict:
+    """How the worker sends SMS: the console (the default) or Telnyx's messages API."""
+    provider = parse_choice(environ, "SMS_PROVIDER", SMS_PROVIDERS)
+    settings = {
+        "SMS_PROVIDER": provider,
+        "TELNYX_API_KEY": environ.get("TELNYX_API_KEY", "").strip(),
+        "TELNYX_FROM": environ.get("TELNYX_FROM", "").strip(),
+        "TELNYX_MESSAGING_PROFILE_ID": environ.get("TELNYX_MESSAGING_PROFILE_ID", "").strip(),
+        "TELNYX_BASE_URL": parse_url(environ, "TELNYX_BASE_URL", TELNYX_BASE_URL),
+        # Sent with each message, so that Telnyx posts its receipts there (optional: the
+        # messaging profile's own webhook URL serves as well).
+        "TELNYX_WEBHOOK_URL": environ.get("TELNYX_WEBHOOK_URL", "").strip(),
+        "TELNYX_TIMEOUT": parse_seconds(environ, "TELNYX_TIMEOUT", 10.0),
+    }
+    if provider == "telnyx":
+        require(environ, "TELNYX_API_KEY", "with SMS_PROVIDER=telnyx")
+        if not (settings["TELNYX_FROM"] or settings["TELNYX_MESSAGING_PROFILE_ID"]):
+            raise ConfigError(
+                "TELNYX_FROM",
+                "or TELNYX_MESSAGING_PROFILE_ID is required with SMS_PROVIDER=telnyx",
+            )
+    return settings
+
+
+def email_settings(environ: Mapping[str, str]) -> dict:
+    """How the worker sends email: the console (the default) or an SMTP server."""
+    provider = parse_choice(environ, "EMAIL_PROVIDER", EMAIL_PROVIDERS)
+    security = parse_choice(environ, "SMTP_SECURITY", SMTP_SECURITY)
+    settings = {
+        "EMAIL_PROVIDER": provider,
+        "SMTP_HOST": environ.get("SMTP_HOST", "").strip(),
+        "SMTP_PORT": parse_int(
+            environ, "SMTP_PORT", {"starttls": 587, "tls": 465, "none": 25}[security], 1
+        ),
+        "SMTP_SECURITY": security,
+        "SMTP_USER": environ.get("SMTP_USER", "").strip(),
+        "SMTP_PASSWORD": environ.get("SMTP_PASSWORD", ""),
+        "SMTP_FROM": environ.get("SMTP_FROM", "").strip(),
+        "SMTP_TIMEOUT": parse_seconds(environ, "SMTP_TIMEOUT", 10.0),
+        # Where the digests' links to the admin pages point.
+        "PUBLIC_URL": parse_url(environ, "PUBLIC_URL", "http://localhost:8000"),
+    }
+    if provider == "smtp":
+        require(environ, "SMTP_HOST", "with EMAIL_PROVIDER=smtp")
+        require(environ, "SMTP_FROM", "with EMAIL_PROVIDER=smtp")
+    return settings
+
+
+def webhook_settings(environ: Mapping[str, str]) -> dict:
+    """What the web process checks Telnyx's delivery receipts with."""
+    return {
+        # Telnyx's public key (base64, from the portal's Keys & Credentials page); without
+        # it, every receipt is refused.
+        "TELNYX_PUBLIC_KEY": environ.get("TELNYX_PUBLIC_KEY", "").strip(),
+        "TELNYX_WEBHOOK_TOLERANCE_SECONDS": parse_int(
+            environ, "TELNYX_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1
+        ),
+    }
+
+
 def housekeeping_settings(environ: Mapping[str, str]) -> dict:
     """What the housekeeping tasks read, in whichever worker runs them."""
     return {
@@ -223,4 +313,8 @@ def worker_settings(environ: Mapping[str, str]) -> dict:
         # across every worker and queue.
         "ORG_MAX_RUNNING": parse_int(environ, "ORG_MAX_RUNNING", 5, minimum=0) or None,
         "LOG_LEVEL": parse_log_level(environ),
+        # Checked at start, so that a worker with a provider half set up refuses to run;
+        # the tasks read them again when they run (as the housekeeping tasks do).
+        **sms_settings(environ),
+        **email_settings(environ),
     }

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from tasks import digests, providers
+from tasks import digests, mail
 from tests.tasks.conftest import context_on, with_pool
 
 RECIPIENTS = [f"person{n}@example.com" for n in range(25)]
@@ -50,7 +50,7 @@ def test_a_digest_reports_how_many_emails_it_has_sent(
     db_url, conn, digest_job, writes, monkeypatch
 ):
     provider = SlowEmail()
-    monkeypatch.setattr(providers, "email_provider", lambda: provider)
+    monkeypatch.setattr(mail, "email_provider", lambda: provider)
     assert send(db_url, digest_job, RECIPIENTS) == {
         "provider": "slow",
         "sent": True,

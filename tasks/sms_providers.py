@@ -1,4 +1,4 @@
-"""Delivery providers. Until real ones are configured, ``console`` logs and sends nothing."""
+"""SMS providers: ``console`` (the default, for development) logs and sends nothing."""
 
 import logging
 
@@ -26,27 +26,6 @@ class ConsoleSms:
         return {"provider": self.name, "sent": False, "to": to, "chars": len(body)}
 
 
-class ConsoleEmail:
-    """Notes in the worker's log that an email would go out, with only the number of
-    recipients; no message leaves the machine."""
-
-    name = "console"
-
-    async def send(self, recipients: list[str], subject: str, text: str) -> dict:
-        log.info(
-            "console email provider, not sent: %d recipient(s), %d characters",
-            len(recipients),
-            len(text),
-            extra={"action": "email_console"},
-        )
-        return {"provider": self.name, "sent": False, "recipients": len(recipients)}
-
-
 def sms_provider() -> ConsoleSms:
     """The configured SMS provider (console until a real one is added)."""
     return ConsoleSms()
-
-
-def email_provider() -> ConsoleEmail:
-    """The configured email provider (console until a real one is added)."""
-    return ConsoleEmail()
