@@ -139,3 +139,69 @@ def test_the_worker_checks_its_log_level_too():
     with pytest.raises(config.ConfigError) as caught:
         config.worker_settings({"DATABASE_URL": VALID["DATABASE_URL"], "LOG_LEVEL": "x"})
     assert caught.value.name == "LOG_LEVEL"
+
+
+def test_providers_default_to_the_console():
+    settings = config.worker_settings(VALID)
+    assert settings["SMS_PROVIDER"] == "console"
+    assert settings["EMAIL_PROVIDER"] == "console"
+    assert settings["TELNYX_BASE_URL"] == "https://api.telnyx.com/v2"
+    assert settings["SMTP_PORT"] == 587
+    assert settings["PUBLIC_URL"] == "http://localhost:8000"
+
+
+@pytest.mark.parametrize(
+    ("changes", "name", "fragment"),
+    [
+        ({"SMS_PROVIDER": "twilio"}, "SMS_PROVIDER", "must be one of console, telnyx"),
+        ({"SMS_PROVIDER": "telnyx"}, "TELNYX_API_KEY", "is required with SMS_PROVIDER=telnyx"),
+        (
+            {"SMS_PROVIDER": "telnyx", "TELNYX_API_KEY": "KEY"},
+            "TELNYX_FROM",
+            "or TELNYX_MESSAGING_PROFILE_ID is required",
+        ),
+        ({"TELNYX_BASE_URL": "api.telnyx.com"}, "TELNYX_BASE_URL", "http:// or https://"),
+        ({"TELNYX_TIMEOUT": "0"}, "TELNYX_TIMEOUT", "greater than 0"),
+        ({"EMAIL_PROVIDER": "smtp"}, "SMTP_HOST", "is required with EMAIL_PROVIDER=smtp"),
+        (
+            {"EMAIL_PROVIDER": "smtp", "SMTP_HOST": "mail.example.com"},
+            "SMTP_FROM",
+            "is required with EMAIL_PROVIDER=smtp",
+        ),
+        ({"SMTP_SECURITY": "ssl"}, "SMTP_SECURITY", "must be one of starttls, tls, none"),
+        ({"SMTP_PORT": "0"}, "SMTP_PORT", "at least 1"),
+        ({"PUBLIC_URL": "howdah.example.com"}, "PUBLIC_URL", "http:// or https://"),
+    ],
+)
+def test_a_half_configured_provider_stops_the_worker(changes, name, fragment):
+    with pytest.raises(config.ConfigError) as caught:
+        config.worker_settings({**VALID, **changes})
+    assert caught.value.name == name
+    assert fragment in str(caught.value)
+
+
+def test_each_security_mode_has_its_own_default_port():
+    ports = {
+        mode: config.email_settings({"SMTP_SECURITY": mode})["SMTP_PORT"]
+        for mode in config.SMTP_SECURITY
+    }
+    assert ports == {"starttls": 587, "tls": 465, "none": 25}
+
+
+def test_a_configured_telnyx_sender_is_accepted():
+    settings = config.sms_settings(
+        {
+            "SMS_PROVIDER": "telnyx",
+            "TELNYX_API_KEY": "KEY",
+            "TELNYX_MESSAGING_PROFILE_ID": "profile",
+            "TELNYX_BASE_URL": "http://127.0.0.1:9999/v2/",
+        }
+    )
+    assert settings["TELNYX_BASE_URL"] == "http://127.0.0.1:9999/v2"
+    assert settings["TELNYX_MESSAGING_PROFILE_ID"] == "profile"
+
+
+def test_the_web_process_reads_the_webhook_key():
+    settings = web(TELNYX_PUBLIC_KEY=" abc= ", TELNYX_WEBHOOK_TOLERANCE_SECONDS="60")
+    assert settings["TELNYX_PUBLIC_KEY"] == "abc="
+    assert settings["TELNYX_WEBHOOK_TOLERANCE_SECONDS"] == 60

@@ -187,6 +187,7 @@ def web_settings(environ: Mapping[str, str], serving: bool = True) -> dict:
         "SESSION_HOURS": parse_int(environ, "SESSION_HOURS", 12, minimum=1),
         "REMEMBER_DAYS": parse_int(environ, "REMEMBER_DAYS", 30, minimum=1),
         "LOG_LEVEL": parse_log_level(environ),
+        **webhook_settings(environ),
     }
 
 
