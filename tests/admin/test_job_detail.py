@@ -167,3 +167,24 @@ def test_arguments_python_cannot_use_do_not_break_the_page(sign_in, conn):
     response, page = page_of(sign_in("operator"), job_id)
     assert response.status_code == 200
     assert "</pre><script>" not in page
+
+
+def test_an_sms_job_shows_its_message_and_delivery_status(sign_in, conn):
+    job_id = add_job(conn, status="failed")
+    conn.execute(
+        "INSERT INTO sms_messages (organization_id, job_id, provider, to_number, segments,"
+        " provider_message_id, status, error_code, error_message, accepted_at, status_at)"
+        " VALUES (1, %s, 'telnyx', '+14155550123', 2, 'msg-40018', 'delivery_failed',"
+        " '40008', 'Undeliverable', now(), now())",
+        (job_id,),
+    )
+    _, page = page_of(sign_in("operator"), job_id)
+    section = page[page.index('id="message-heading"') :]
+    assert '<span class="badge badge-sms-delivery_failed">delivery failed</span>' in section
+    assert "msg-40018" in section and "<dd>2</dd>" in section
+    assert "40008 Undeliverable" in section
+
+
+def test_a_job_without_a_message_has_no_message_section(sign_in, conn):
+    _, page = page_of(sign_in("operator"), add_job(conn))
+    assert 'id="message-heading"' not in page

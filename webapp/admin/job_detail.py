@@ -80,6 +80,7 @@ def job_detail(job_id: int):
         payload=payloads.shown(job["args"]),
         attempts=visible_attempts(job_id),
         events=store.list_events(db.get_conn(), job_id),
+        message=store.get_sms_message(db.get_conn(), job_id),
         reasons=why_waiting(job, now),
         actions=actions_for(job),
         form=ActionForm(),

@@ -32,6 +32,17 @@ def list_events(conn: psycopg.Connection, job_id: int) -> list[dict]:
         ).fetchall()
 
 
+def get_sms_message(conn: psycopg.Connection, job_id: int) -> dict | None:
+    """The SMS message a job sent or tried to send, with its latest delivery status."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT provider, to_number, segments, provider_message_id, status, error_code,"
+            " error_message, created_at, accepted_at, status_at, updated_at"
+            " FROM sms_messages WHERE job_id = %s",
+            (job_id,),
+        ).fetchone()
+
+
 def unlink_periodic_defer(conn: psycopg.Connection, job_id: int) -> None:
     """Forget a finished job in the record of periodic deferrals (which refers to it),
     so that it can be deleted; the record itself stays, as Procrastinate's needs it."""
