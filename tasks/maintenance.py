@@ -84,7 +84,7 @@ async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) 
 )
 async def purge_finished_jobs(context: procrastinate.JobContext, timestamp: int) -> dict:
     """Delete finished jobs and their attempt records after the retention period, and
-    failed sign-ins and ended sessions after theirs.
+    failed sign-ins, ended sessions and SMS message records after theirs.
 
     Housekeeping runs themselves are kept for a day. A run stops after
     ``PURGE_BUDGET_SECONDS`` so that it never holds the housekeeping slot for long.
@@ -99,25 +99,36 @@ async def purge_finished_jobs(context: procrastinate.JobContext, timestamp: int)
         workers = await store.delete_old_worker_records(conn, now - datetime.timedelta(days=days))
         await store.delete_old_job_minutes(conn, now - MINUTES_RETENTION)
     sign_in_cutoff = now - datetime.timedelta(days=settings["SIGN_IN_RETENTION_DAYS"])
-    sign_ins = 0
-    while time.monotonic() < deadline:
-        async with pool(context).connection() as conn:
-            count = await store.delete_old_sign_in_records(conn, sign_in_cutoff, PURGE_BATCH)
-        sign_ins += count
-        if count < PURGE_BATCH:
-            break
+    sign_ins = await purge_rows(context, store.delete_old_sign_in_records, sign_in_cutoff, deadline)
+    sms_cutoff = now - datetime.timedelta(days=settings["SMS_RETENTION_DAYS"])
+    messages = await purge_rows(context, store.delete_old_sms_messages, sms_cutoff, deadline)
     log.info(
-        "purged %d finished jobs, %d worker records and %d sign-in records",
+        "purged %d finished jobs, %d worker records, %d sign-in records and %d SMS records",
         deleted,
         workers,
         sign_ins,
+        messages,
         extra={"action": "purge_finished_jobs"},
     )
     return {
         "deleted": deleted,
         "worker_records_deleted": workers,
         "sign_in_records_deleted": sign_ins,
+        "sms_records_deleted": messages,
     }
+
+
+async def purge_rows(context: procrastinate.JobContext, delete, cutoff, deadline: float) -> int:
+    """Call ``delete(conn, cutoff, PURGE_BATCH)`` until it deletes less than a batch or
+    time is up; how many rows it deleted."""
+    deleted = 0
+    while time.monotonic() < deadline:
+        async with pool(context).connection() as conn:
+            count = await delete(conn, cutoff, PURGE_BATCH)
+        deleted += count
+        if count < PURGE_BATCH:
+            break
+    return deleted
 
 
 @bp.periodic(cron="* * * * *")
@@ -143,11 +154,8 @@ async def purge(
     deadline: float,
 ) -> int:
     """Delete finished jobs older than ``cutoff`` in batches, until none is left or time is up."""
-    deleted = 0
-    while time.monotonic() < deadline:
-        async with pool(context).connection() as conn:
-            count = await store.delete_finished_jobs(conn, cutoff, PURGE_BATCH, queue)
-        deleted += count
-        if count < PURGE_BATCH:
-            break
-    return deleted
+
+    async def delete(conn, cutoff, limit):
+        return await store.delete_finished_jobs(conn, cutoff, limit, queue)
+
+    return await purge_rows(context, delete, cutoff, deadline)

@@ -123,6 +123,7 @@ def test_housekeeping_settings_come_from_the_environment_alone():
         "LOST_JOB_MAX_ATTEMPTS": 5,
         "JOB_RETENTION_DAYS": 3,
         "SIGN_IN_RETENTION_DAYS": 30,
+        "SMS_RETENTION_DAYS": 90,
     }
     with pytest.raises(config.ConfigError, match="WORKER_STALLED_AFTER"):
         config.housekeeping_settings({"WORKER_STALLED_AFTER": "5"})

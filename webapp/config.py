@@ -288,6 +288,9 @@ def housekeeping_settings(environ: Mapping[str, str]) -> dict:
         "LOST_JOB_MAX_ATTEMPTS": parse_int(environ, "LOST_JOB_MAX_ATTEMPTS", 5, minimum=1),
         "JOB_RETENTION_DAYS": parse_int(environ, "JOB_RETENTION_DAYS", 7, minimum=1),
         "SIGN_IN_RETENTION_DAYS": parse_int(environ, "SIGN_IN_RETENTION_DAYS", 30, minimum=1),
+        # The digests count a week of messages; the admin pages show a job's message
+        # for as long as the job is kept.
+        "SMS_RETENTION_DAYS": parse_int(environ, "SMS_RETENTION_DAYS", 90, minimum=7),
     }
 
 

@@ -275,7 +275,12 @@ def test_purge_deletes_old_finished_jobs_their_attempts_and_old_housekeeping_run
 
     result = run_task(db_url, maintenance.purge_finished_jobs, monkeypatch, JOB_RETENTION_DAYS=7)
 
-    assert result == {"deleted": 5, "worker_records_deleted": 0, "sign_in_records_deleted": 0}
+    assert result == {
+        "deleted": 5,
+        "worker_records_deleted": 0,
+        "sign_in_records_deleted": 0,
+        "sms_records_deleted": 0,
+    }
     left = {row[0] for row in conn.execute("SELECT id FROM procrastinate_jobs")}
     assert left == {recent, old_waiting, housekeeping_new}
     attempts = {row[0] for row in conn.execute("SELECT job_id FROM job_attempts")}
@@ -417,3 +422,15 @@ def test_a_job_that_cannot_be_recovered_does_not_hold_up_the_others(
     assert actions[fine] == "retried"
     assert actions[broken].startswith("failed: integer out of range")
     assert state(conn, broken)[0] == "failed"
+
+
+def test_purge_deletes_sms_records_past_their_retention(db_url, conn, orgs, monkeypatch):
+    conn.execute(
+        "INSERT INTO sms_messages (organization_id, job_id, provider, to_number, segments,"
+        " status, created_at) VALUES"
+        " (1, 901, 'console', '+14155550123', 1, 'logged', now() - interval '31 days'),"
+        " (1, 902, 'console', '+14155550123', 1, 'logged', now() - interval '29 days')"
+    )
+    result = run_task(db_url, maintenance.purge_finished_jobs, monkeypatch, SMS_RETENTION_DAYS=30)
+    assert result["sms_records_deleted"] == 1
+    assert conn.execute("SELECT job_id FROM sms_messages").fetchall() == [(902,)]

@@ -109,6 +109,19 @@ async def delete_old_sign_in_records(
     return (await cursor.fetchone())[0]
 
 
+async def delete_old_sms_messages(
+    conn: psycopg.AsyncConnection, cutoff: datetime.datetime, limit: int
+) -> int:
+    """Delete up to ``limit`` SMS message records created before ``cutoff``. Ids grow with
+    creation time, so walking the primary key finds the oldest first."""
+    cursor = await conn.execute(
+        "DELETE FROM sms_messages WHERE id IN ("
+        " SELECT id FROM sms_messages WHERE created_at < %s ORDER BY id LIMIT %s)",
+        (cutoff, limit),
+    )
+    return cursor.rowcount
+
+
 async def delete_old_job_minutes(conn: psycopg.AsyncConnection, cutoff: datetime.datetime) -> int:
     """Forget per-minute run counts from before ``cutoff``."""
     cursor = await conn.execute("DELETE FROM job_minutes WHERE minute < %s", (cutoff,))
