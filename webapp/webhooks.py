@@ -36,11 +36,9 @@ EARLIEST = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 HANDLED_EVENTS = {"message.queued", "message.sent", "message.finalized"}
 # Telnyx's status for a recipient, as sms_messages records it. "expired": the carrier
 # gave no receipt in time, so the message was not delivered.
-STATUSES = {
-    **{s: s for s in ("queued", "sending", "sent", "delivered", "delivery_unconfirmed")},
-    **{s: s for s in ("sending_failed", "delivery_failed")},
-    "expired": "delivery_failed",
-}
+TELNYX_STATUSES = ("queued", "sending", "sent", "delivered", "delivery_unconfirmed")
+TELNYX_STATUSES += ("sending_failed", "delivery_failed")
+STATUSES = {status: status for status in TELNYX_STATUSES} | {"expired": "delivery_failed"}
 MAX_ERROR_CODE = 64
 MAX_ERROR_MESSAGE = 500
 
