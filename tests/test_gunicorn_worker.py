@@ -59,6 +59,8 @@ def test_anything_else_is_left_to_gunicorn_and_the_app(head):
         (b"GET http://howdah.example/api/v1/jobs HTTP/1.1\r\n", True),
         (b"GET /%61pi/v1/jobs HTTP/1.1\r\n", True),  # as the app decodes it
         (b"GET /apis HTTP/1.1\r\n", False),
+        (b"POST /webhooks/telnyx HTTP/1.1\r\n", True),
+        (b"POST /webhooksx HTTP/1.1\r\n", False),
         (b"GET /jobs HTTP/1.1\r\nAccept: application/json\r\n\r\n", True),
         (b"GET /jobs HTTP/1.1\r\naccept:application/problem+json\r\n\r\n", True),
         (b"GET /jobs HTTP/1.1\r\nAccept: text/html\r\nX-Note: application/json\r\n\r\n", False),

@@ -1,4 +1,4 @@
-"""One error renderer: JSON under /api, an HTML page everywhere else."""
+"""One error renderer: JSON under /api and /webhooks, an HTML page everywhere else."""
 
 import logging
 from typing import Annotated, Any, Literal, NoReturn
@@ -79,9 +79,19 @@ def api_error(code: int, message: str, **extra: Any) -> NoReturn:
     raise error
 
 
+# Paths for programs, which answer JSON whatever the client accepts (gunicorn's worker
+# reads this too).
+JSON_PREFIXES = ("/api", "/webhooks")
+
+
+def json_path(path: str) -> bool:
+    """Whether ``path`` is one of the programs' paths."""
+    return any(path == prefix or path.startswith(f"{prefix}/") for prefix in JSON_PREFIXES)
+
+
 def wants_json() -> bool:
-    """API paths always answer JSON, whatever the client accepts."""
-    return request.path == "/api" or request.path.startswith("/api/")
+    """The API and the webhooks always answer JSON, whatever the client accepts."""
+    return json_path(request.path)
 
 
 def json_body(error: HTTPException) -> dict:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import click
 from flask import Flask
 
-from webapp import auth, cli, db, errors, health, paths, queue, security, views
+from webapp import auth, cli, db, errors, health, paths, queue, security, views, webhooks
 from webapp.admin import bp as admin_bp
 from webapp.api import bp as api_bp
 from webapp.config import web_settings
@@ -35,6 +35,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
     security.csrf.exempt(api_bp)  # the API checks CSRF itself, for signed-in browsers only
+    app.register_blueprint(webhooks.bp)
+    security.csrf.exempt(webhooks.bp)  # Telnyx signs its receipts; no browser posts them
     errors.init_app(app)
     cli.init_app(app)
     return app

@@ -124,11 +124,9 @@ def request_path(head: bytes) -> str | None:
 
 
 def wants_json(head: bytes) -> bool:
-    """JSON for /api paths, as the app decides (errors.wants_json), or when the client
-    accepts JSON."""
-    path = request_path(head) or ""
-    under_api = path == "/api" or path.startswith("/api/")
-    return under_api or ACCEPTS_JSON.search(head) is not None
+    """JSON for the API's and the webhooks' paths, as the app decides
+    (errors.wants_json), or when the client accepts JSON."""
+    return errors.json_path(request_path(head) or "") or ACCEPTS_JSON.search(head) is not None
 
 
 def error_answer(status: int, message: str | None, head: bytes) -> tuple[HTTPException, bytes]:
