@@ -1,5 +1,7 @@
 """Settings parsing: required values, validation, and one clear line per problem."""
 
+import base64
+
 import pytest
 
 from webapp import config
@@ -203,6 +205,13 @@ def test_a_configured_telnyx_sender_is_accepted():
 
 
 def test_the_web_process_reads_the_webhook_key():
-    settings = web(TELNYX_PUBLIC_KEY=" abc= ", TELNYX_WEBHOOK_TOLERANCE_SECONDS="60")
-    assert settings["TELNYX_PUBLIC_KEY"] == "abc="
+    key = base64.b64encode(bytes(range(32))).decode()
+    settings = web(TELNYX_PUBLIC_KEY=f" {key} ", TELNYX_WEBHOOK_TOLERANCE_SECONDS="60")
+    assert settings["TELNYX_PUBLIC_KEY"] == key
     assert settings["TELNYX_WEBHOOK_TOLERANCE_SECONDS"] == 60
+
+
+@pytest.mark.parametrize("key", ["abc=", "not base64!", base64.b64encode(b"x" * 31).decode()])
+def test_a_malformed_webhook_key_stops_the_web_process(key):
+    with pytest.raises(config.ConfigError, match="TELNYX_PUBLIC_KEY must be the base64"):
+        web(TELNYX_PUBLIC_KEY=key)

@@ -4,6 +4,8 @@ Nothing here runs at import time: entry points call ``web_settings`` or
 ``worker_settings`` with ``os.environ`` (or a test mapping) when they start.
 """
 
+import base64
+import binascii
 from collections.abc import Mapping
 
 import psycopg.conninfo
@@ -269,12 +271,24 @@ def email_settings(environ: Mapping[str, str]) -> dict:
     return settings
 
 
+def parse_public_key(environ: Mapping[str, str], name: str) -> str:
+    """Read an Ed25519 public key: the base64 of its 32 bytes (empty: none)."""
+    value = environ.get(name, "").strip()
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raw = b""
+    if value and len(raw) != 32:
+        raise ConfigError(name, "must be the base64 of a 32-byte Ed25519 public key")
+    return value
+
+
 def webhook_settings(environ: Mapping[str, str]) -> dict:
     """What the web process checks Telnyx's delivery receipts with."""
     return {
         # Telnyx's public key (base64, from the portal's Keys & Credentials page); without
         # it, every receipt is refused.
-        "TELNYX_PUBLIC_KEY": environ.get("TELNYX_PUBLIC_KEY", "").strip(),
+        "TELNYX_PUBLIC_KEY": parse_public_key(environ, "TELNYX_PUBLIC_KEY"),
         "TELNYX_WEBHOOK_TOLERANCE_SECONDS": parse_int(
             environ, "TELNYX_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1
         ),

@@ -82,13 +82,9 @@ def test_a_stale_or_future_signature_is_refused(post, message, offset):
     assert "more than 300 seconds" in response.json["message"]
 
 
-@pytest.mark.parametrize(
-    "configured", ["", "not base64!", base64.b64encode(b"16 bytes of junk").decode()]
-)
-def test_without_a_usable_public_key_every_receipt_is_refused(
-    make_app, db_url, key, message, configured
-):
-    client = make_app(db_url, TELNYX_PUBLIC_KEY=configured).test_client()
+def test_without_a_public_key_every_receipt_is_refused(make_app, db_url, key, message):
+    # A malformed key stops the web process at start (tests/test_config.py).
+    client = make_app(db_url, TELNYX_PUBLIC_KEY="").test_client()
     body = json.dumps(event("delivered", DELIVERED_AT)).encode()
     before = message()
     assert_refused(client.post(URL, data=body, headers=signed(body, key)), before, message)
