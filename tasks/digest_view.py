@@ -121,14 +121,27 @@ def time_zone(name: str | None) -> datetime.tzinfo:
         return datetime.UTC
 
 
+def failure_counts(jobs: int, runs: int) -> str:
+    """``2 jobs failed, 3 failed runs``, or ``1 failed run, all retried`` when no job
+    ended failed."""
+    if jobs == 0:
+        return f"{plural(runs, 'failed run')}, all retried"
+    return f"{plural(jobs, 'job')} failed, {plural(runs, 'failed run')}"
+
+
 def failure_rows(rows: list[dict], links: Links) -> list[Failure]:
     """One entry per failure group, with its link to the matching failed jobs."""
     return [
         Failure(
             task=row["task_name"],
             error=error_text(row),
-            counts=f"{plural(row['jobs'], 'job')} failed, {plural(row['runs'], 'failed run')}",
-            url=links.jobs(state="failed", task=row["task_name"], error=row["error_key"]),
+            counts=failure_counts(row["jobs"], row["runs"]),
+            # The jobs that ended failed; when every one was retried, the retried ones.
+            url=links.jobs(
+                **({"state": "failed"} if row["jobs"] else {}),
+                task=row["task_name"],
+                error=row["error_key"],
+            ),
         )
         for row in rows
     ]
