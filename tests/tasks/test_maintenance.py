@@ -374,11 +374,11 @@ def test_procrastinate_s_own_worker_runs_housekeeping(db_url, conn):
     names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}
     libpq = {names[key]: str(value) for key, value in params.items() if key in names}
     tasks = ("retry_stalled_jobs", "purge_finished_jobs", "count_finished_jobs")
-    for task in tasks:  # as the periodic deferrer does
-        conn.execute(
+    for task in [*(f"maintenance:{task}" for task in tasks), "email:schedule_digests"]:
+        conn.execute(  # as the periodic deferrer does
             "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
             " VALUES ('housekeeping', %s, '{\"timestamp\": 0}')",
-            (f"maintenance:{task}",),
+            (task,),
         )
     command = ["procrastinate", "--app", "tasks.app.app", "worker", "-q", "housekeeping"]
     result = subprocess.run(
@@ -393,6 +393,7 @@ def test_procrastinate_s_own_worker_runs_housekeeping(db_url, conn):
         "SELECT DISTINCT task_name, status::text FROM procrastinate_jobs ORDER BY task_name"
     ).fetchall()
     assert rows == [
+        ("email:schedule_digests", "succeeded"),
         ("maintenance:count_finished_jobs", "succeeded"),
         ("maintenance:purge_finished_jobs", "succeeded"),
         ("maintenance:retry_stalled_jobs", "succeeded"),

@@ -48,7 +48,7 @@ def test_deferrable_tasks_are_read_from_the_apps_own_registry():
     assert registry.deferrable(other)["extra:declared"].task is other.tasks["extra:declared"]
 
 
-def test_maintenance_tasks_are_periodic_and_not_deferrable():
+def test_housekeeping_tasks_are_periodic_and_not_deferrable():
     periodic = {
         task.name
         for task, _ in [
@@ -59,6 +59,7 @@ def test_maintenance_tasks_are_periodic_and_not_deferrable():
         "maintenance:retry_stalled_jobs",
         "maintenance:purge_finished_jobs",
         "maintenance:count_finished_jobs",
+        "email:schedule_digests",
     }
     assert not periodic & set(deferrable())
 
