@@ -1,6 +1,7 @@
 """Flask CLI commands for organizations, users and API tokens.
 
 flask --app webapp orgs create NAME
+flask --app webapp orgs set-sms-rate ORG PER_SECOND
 flask --app webapp users create --email E --org ORG --role ROLE [--password-stdin]
 flask --app webapp users set-password --email E [--password-stdin]
 flask --app webapp tokens create (--org ORG | --platform) [--name N] [--expires-days D]
@@ -21,6 +22,8 @@ from webapp.store import tokens as token_store
 orgs = Commands("orgs", help="Manage organizations.")
 users = Commands("users", help="Manage people and their roles.")
 tokens = Commands("tokens", help="Manage API tokens.")
+
+MAX_SMS_PER_SECOND = 1000  # as migration 0025's check allows
 
 
 def read_password(from_stdin: bool) -> str:
@@ -62,6 +65,29 @@ def create_organization(name: str) -> None:
             organization_id=organization["id"],
         )
     click.echo(f"Created organization {organization['id']}: {organization['name']}")
+
+
+@orgs.command("set-sms-rate")
+@click.argument("org_ref", metavar="ORG")
+@click.argument("per_second", type=click.IntRange(1, MAX_SMS_PER_SECOND))
+def set_sms_rate(org_ref: str, per_second: int) -> None:
+    """Set how many SMS a second an organization may send (across every worker)."""
+    with connect() as conn, conn.transaction():
+        organization = store.update_sms_rate(
+            conn, find_organization(conn, org_ref)["id"], per_second
+        )
+        audited(
+            conn,
+            "organization.set_sms_rate",
+            target_type="organization",
+            target_id=organization["id"],
+            organization_id=organization["id"],
+            details={"sms_per_second": per_second, "previous": organization["previous"]},
+        )
+    click.echo(
+        f"{organization['name']} may send {per_second} SMS a second"
+        f" (was {organization['previous']})"
+    )
 
 
 @users.command("create")
