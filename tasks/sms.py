@@ -38,15 +38,16 @@ log = logging.getLogger(__name__)
 
 bp = procrastinate.Blueprint()
 
-TIME_LIMIT = 60.0
+TIME_LIMIT = 30.0
 # The time limit must never cut a send from its record, so a run budgets for both before
-# it waits for its slot: the send takes at most SEND_TIMEOUT_CAP (or TELNYX_TIMEOUT, if
-# less), the acceptance's record five tries of ACCEPT_TRY_SECONDS with these waits.
-SEND_TIMEOUT_CAP = 20.0
+# it waits for its slot: the send takes at most TELNYX_TIMEOUT, held to SEND_TIMEOUT_CAP,
+# and the acceptance's record five tries of ACCEPT_TRY_SECONDS with these waits between.
+# What is left (about 7 s) is the longest a run waits for its slot; a slot further away
+# sends the job back to wait in the queue (SendSlotsTaken), not asleep in a worker.
+SEND_TIMEOUT_CAP = 10.0
 ACCEPT_RETRY_WAITS = (0.2, 0.5, 1.0, 2.0)
 ACCEPT_TRY_SECONDS = 1.5
 MARGIN_SECONDS = 2.0
-MAX_SLOT_WAIT = 20.0  # a slot further away: the job comes back later, not asleep in a slot
 
 
 class AcceptanceNotRecorded(NotRetryable):
@@ -115,7 +116,6 @@ def summary(message: dict, repeat: bool) -> dict:
 async def wait_for_slot(connections, organization_id: int, max_wait: float) -> None:
     """Sleep until the organization's next send slot, if it lies within ``max_wait``
     seconds; otherwise leave the slots to others and come back later (``SendSlotsTaken``)."""
-    max_wait = min(MAX_SLOT_WAIT, max_wait)
     async with connections.connection() as conn:
         wait = None
         if max_wait >= 0:

@@ -9,8 +9,10 @@ a bad key) or ``ProviderUnavailable`` (429, 5xx, no answer: worth a retry, after
 
 import datetime
 import email.utils
+import functools
 import logging
 import re
+import ssl
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -95,9 +97,10 @@ class TelnyxSms:
     """Telnyx's messages API (POST {TELNYX_BASE_URL}/messages).
 
     A client per send: the worker has no hook to close a client shared across jobs when
-    its event loop ends, and an unclosed one leaks its sockets; a connection set up per
-    message costs far less than the rate limits' gaps, and every send reads the settings
-    afresh.
+    its event loop ends, and an unclosed one leaks its sockets; every send reads the
+    settings afresh. The clients share one TLS context, though: loading the CA bundle
+    takes about 55 ms of CPU, a client made with a loaded context 0.2 ms, so a send at
+    its slot goes out at once instead of after that work.
     """
 
     name = "telnyx"
@@ -122,7 +125,9 @@ class TelnyxSms:
         settings = self.settings
         headers = {"Authorization": f"Bearer {settings['TELNYX_API_KEY']}"}
         try:
-            async with httpx.AsyncClient(timeout=settings["TELNYX_TIMEOUT"]) as client:
+            async with httpx.AsyncClient(
+                timeout=settings["TELNYX_TIMEOUT"], verify=tls_context()
+            ) as client:
                 response = await client.post(
                     f"{settings['TELNYX_BASE_URL']}/messages",
                     json=self.request_body(to, text),
@@ -132,6 +137,12 @@ class TelnyxSms:
             # Sent or not is unknown after a timeout: the retry may send it twice.
             raise ProviderUnavailable("no_answer", f"{type(exc).__name__}: {exc}") from None
         return accepted(response)
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS context every send shares (an SSLContext may serve many connections)."""
+    return httpx.create_ssl_context()  # what httpx would make for each client
 
 
 def accepted(response: httpx.Response) -> Accepted:
