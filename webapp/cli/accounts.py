@@ -44,6 +44,20 @@ def find_organization(conn: psycopg.Connection, ref: str) -> dict:
     return organization
 
 
+def audit_organization(
+    conn: psycopg.Connection, action: str, organization: dict, details: dict | None = None
+) -> None:
+    """Audit a change to an organization, in that organization's own log."""
+    audited(
+        conn,
+        action,
+        target_type="organization",
+        target_id=organization["id"],
+        organization_id=organization["id"],
+        details=details,
+    )
+
+
 @orgs.command("create")
 @click.argument("name")
 def create_organization(name: str) -> None:
@@ -57,13 +71,7 @@ def create_organization(name: str) -> None:
             organization = store.insert_organization(conn, name)
         except psycopg.errors.UniqueViolation:
             raise click.ClickException(f"an organization named {name!r} exists") from None
-        audited(
-            conn,
-            "organization.create",
-            target_type="organization",
-            target_id=organization["id"],
-            organization_id=organization["id"],
-        )
+        audit_organization(conn, "organization.create", organization)
     click.echo(f"Created organization {organization['id']}: {organization['name']}")
 
 
@@ -76,14 +84,8 @@ def set_sms_rate(org_ref: str, per_second: int) -> None:
         organization = store.update_sms_rate(
             conn, find_organization(conn, org_ref)["id"], per_second
         )
-        audited(
-            conn,
-            "organization.set_sms_rate",
-            target_type="organization",
-            target_id=organization["id"],
-            organization_id=organization["id"],
-            details={"sms_per_second": per_second, "previous": organization["previous"]},
-        )
+        details = {"sms_per_second": per_second, "previous": organization["previous"]}
+        audit_organization(conn, "organization.set_sms_rate", organization, details)
     click.echo(
         f"{organization['name']} may send {per_second} SMS a second"
         f" (was {organization['previous']})"
