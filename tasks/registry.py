@@ -21,8 +21,21 @@ from tasks import progress
 from tasks.payloads import JobPayload
 
 
-class InvalidPayload(Exception):
+class NotRetryable(Exception):
+    """A failure that running the job again cannot mend: ``Backoff`` never retries it."""
+
+
+class InvalidPayload(NotRetryable):
     """A job's arguments do not match its task's payload model; retrying cannot help."""
+
+
+class TryLater(Exception):
+    """Not a failure of the job: it should run again in ``retry_after`` seconds, and this
+    run does not count against its retries (a rate limit of our own, say)."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TimeLimitExceeded(Exception):
@@ -31,22 +44,42 @@ class TimeLimitExceeded(Exception):
 
 @dataclass(frozen=True)
 class Backoff(procrastinate.BaseRetryStrategy):
-    """Exponential backoff with a cap: base, 2*base, 4*base, ... at most ``cap`` seconds."""
+    """Exponential backoff with a cap: base, 2*base, 4*base, ... at most ``cap`` seconds.
+
+    An exception with a ``retry_after`` (seconds a provider asked us to wait, from its
+    Retry-After header) waits that long if it is longer than the backoff's delay, even
+    beyond ``cap``: retrying sooner only earns another refusal and spends a retry. It is
+    bounded by ``retry_after_cap`` all the same, so a huge or bogus value cannot park a job
+    for days. ``NotRetryable`` is never retried; ``TryLater`` always is, whatever the
+    retries so far.
+    """
 
     max_retries: int = 5
     base: float = 2.0
     cap: float = 300.0
+    retry_after_cap: float = 3600.0
 
-    def delay(self, retries_done: int) -> float:
+    def delay(self, retries_done: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``retries_done + 1``."""
-        return min(self.cap, self.base * 2**retries_done)
+        delay = min(self.cap, self.base * 2**retries_done)
+        if retry_after is not None and retry_after > delay:
+            delay = min(self.retry_after_cap, retry_after)
+        return delay
 
     def get_retry_decision(
         self, *, exception: BaseException, job: procrastinate.jobs.Job
     ) -> procrastinate.RetryDecision | None:
-        if isinstance(exception, InvalidPayload) or job.attempts >= self.max_retries:
+        if isinstance(exception, TryLater):
+            seconds = min(self.retry_after_cap, max(0.0, exception.retry_after))
+            return procrastinate.RetryDecision(retry_in={"seconds": seconds})
+        if isinstance(exception, NotRetryable) or job.attempts >= self.max_retries:
             return None
-        return procrastinate.RetryDecision(retry_in={"seconds": self.delay(job.attempts)})
+        retry_after = getattr(exception, "retry_after", None)
+        if not isinstance(retry_after, int | float) or isinstance(retry_after, bool):
+            retry_after = None
+        return procrastinate.RetryDecision(
+            retry_in={"seconds": self.delay(job.attempts, retry_after)}
+        )
 
     def describe(self) -> dict:
         return {"max_retries": self.max_retries, "base_seconds": self.base, "cap_seconds": self.cap}

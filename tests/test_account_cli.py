@@ -186,3 +186,33 @@ def test_a_value_the_database_refuses_is_said_in_one_line(runner, acme, conn):
         'Error: the database refused a value: new row for relation "organizations" violates'
         ' check constraint "no_initech"'
     ]
+
+
+def test_orgs_set_sms_rate_changes_the_rate_and_audits_it(runner, acme, conn):
+    result = invoke(runner, "orgs", "set-sms-rate", "acme", "25")
+    assert result.exit_code == 0, result.output
+    assert result.output == "Acme may send 25 SMS a second (was 10)\n"
+    assert conn.execute("SELECT sms_per_second FROM organizations").fetchone()[0] == 25
+    action, details = conn.execute(
+        "SELECT action, details FROM audit_log WHERE action LIKE 'organization.set%'"
+    ).fetchone()
+    assert (action, details) == (
+        "organization.set_sms_rate",
+        {"sms_per_second": 25, "previous": 10},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["acme", "0"], "0 is not in the range 1<=x<=1000"),
+        (["acme", "1001"], "1001 is not in the range 1<=x<=1000"),
+        (["acme", "fast"], "'fast' is not a valid integer"),
+        (["Nowhere", "5"], "no organization 'Nowhere'"),
+    ],
+)
+def test_orgs_set_sms_rate_refuses(runner, acme, conn, args, message):
+    result = invoke(runner, "orgs", "set-sms-rate", *args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert conn.execute("SELECT sms_per_second FROM organizations").fetchone()[0] == 10

@@ -9,6 +9,7 @@ Reproducible: the examples are derandomized, so a run sends the same requests ea
 import collections
 import types
 
+import phonenumbers
 import pytest
 import requests
 import schemathesis
@@ -58,6 +59,28 @@ EXAMPLES = {
 # an idempotency key (409), or set a run_at outside the window the server allows around
 # now (422), which a schema cannot state.
 MIN_ACCEPTED_SHARE = 0.40
+
+
+def phone_number(region: str, style: int) -> str:
+    """A valid number of ``region`` (libphonenumber's example), written in ``style``."""
+    number = phonenumbers.example_number_for_type(
+        region, phonenumbers.PhoneNumberType.MOBILE
+    ) or phonenumbers.example_number(region)
+    return phonenumbers.format_number(number, style)
+
+
+# The document's format "phone": a number its country's numbering plan allows, which no
+# pattern of reasonable size states; generated from libphonenumber's own examples.
+schemathesis.openapi.format(
+    "phone",
+    st.builds(
+        phone_number,
+        st.sampled_from(sorted(phonenumbers.SUPPORTED_REGIONS)),
+        st.sampled_from(
+            [phonenumbers.PhoneNumberFormat.E164, phonenumbers.PhoneNumberFormat.INTERNATIONAL]
+        ),
+    ),
+)
 
 
 @pytest.fixture

@@ -57,7 +57,8 @@ def test_organization_id_is_a_positive_integer(organization_id, valid):
         ({"to": "4155550123"}, "to"),
         ({"to": "+0155550123"}, "to"),
         ({"to": "+1415555012345678"}, "to"),
-        ({"to": "+1 415 555 0123"}, "to"),
+        ({"to": "+1 415 555 0123 ext. 5"}, "to"),
+        ({"to": "+15555555555"}, "to"),  # the digits make no valid number
         ({"body": ""}, "body"),
         ({"body": "x" * 1601}, "body"),
         ({"unexpected": 1}, "unexpected"),

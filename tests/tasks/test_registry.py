@@ -85,6 +85,42 @@ def test_backoff_stops_after_max_retries_and_on_invalid_payloads():
     assert backoff.get_retry_decision(exception=invalid, job=job(0)) is None
 
 
+class Refusal(Exception):
+    def __init__(self, retry_after):
+        super().__init__("try later")
+        self.retry_after = retry_after
+
+
+def seconds_of(decision) -> float:
+    return (decision.retry_at - datetime.datetime.now(datetime.UTC)).total_seconds()
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "attempts", "seconds"),
+    [
+        (30, 0, 30),  # longer than the backoff's delay: Retry-After wins
+        (1, 3, 16),  # shorter: the backoff's delay
+        (900, 0, 900),  # beyond the backoff's cap (300 s), within retry_after_cap
+        (86_400, 0, 3600),  # a day: held to retry_after_cap
+        (None, 0, 2),
+        ("soon", 0, 2),  # not a number: ignored
+    ],
+)
+def test_backoff_honours_retry_after(retry_after, attempts, seconds):
+    backoff = registry.Backoff(max_retries=5, base=2, cap=300)
+    decision = backoff.get_retry_decision(exception=Refusal(retry_after), job=job(attempts))
+    assert abs(seconds_of(decision) - seconds) < 1
+
+
+def test_backoff_retries_try_later_whatever_the_attempts_and_never_not_retryable():
+    backoff = registry.Backoff(max_retries=2)
+    later = registry.TryLater("slots taken", retry_after=12)
+    assert abs(seconds_of(backoff.get_retry_decision(exception=later, job=job(50))) - 12) < 1
+    refused = registry.NotRetryable("refused")
+    assert backoff.get_retry_decision(exception=refused, job=job(0)) is None
+    assert issubclass(registry.InvalidPayload, registry.NotRetryable)
+
+
 class FakeContext:
     """Just enough of a JobContext for calling a task function directly."""
 
@@ -103,13 +139,6 @@ def run(task, attempts: int = 0, **kwargs):
 def test_task_validates_its_payload_before_running():
     with pytest.raises(registry.InvalidPayload, match="organization_id"):
         run(app.tasks["sms:send_notification"], to="+14155550123", body="hi")
-
-
-def test_console_sms_provider_says_it_sent_nothing():
-    result = run(
-        app.tasks["sms:send_notification"], organization_id=1, to="+14155550123", body="hello"
-    )
-    assert result == {"provider": "console", "sent": False, "to": "+14155550123", "chars": 5}
 
 
 def test_fail_then_succeed_fails_the_first_attempts():

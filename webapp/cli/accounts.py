@@ -1,6 +1,7 @@
 """Flask CLI commands for organizations, users and API tokens.
 
 flask --app webapp orgs create NAME
+flask --app webapp orgs set-sms-rate ORG PER_SECOND
 flask --app webapp users create --email E --org ORG --role ROLE [--password-stdin]
 flask --app webapp users set-password --email E [--password-stdin]
 flask --app webapp tokens create (--org ORG | --platform) [--name N] [--expires-days D]
@@ -22,6 +23,8 @@ orgs = Commands("orgs", help="Manage organizations.")
 users = Commands("users", help="Manage people and their roles.")
 tokens = Commands("tokens", help="Manage API tokens.")
 
+MAX_SMS_PER_SECOND = 1000  # as migration 0025's check allows
+
 
 def read_password(from_stdin: bool) -> str:
     """The new password, from standard input or an interactive prompt."""
@@ -41,6 +44,20 @@ def find_organization(conn: psycopg.Connection, ref: str) -> dict:
     return organization
 
 
+def audit_organization(
+    conn: psycopg.Connection, action: str, organization: dict, details: dict | None = None
+) -> None:
+    """Audit a change to an organization, in that organization's own log."""
+    audited(
+        conn,
+        action,
+        target_type="organization",
+        target_id=organization["id"],
+        organization_id=organization["id"],
+        details=details,
+    )
+
+
 @orgs.command("create")
 @click.argument("name")
 def create_organization(name: str) -> None:
@@ -54,14 +71,25 @@ def create_organization(name: str) -> None:
             organization = store.insert_organization(conn, name)
         except psycopg.errors.UniqueViolation:
             raise click.ClickException(f"an organization named {name!r} exists") from None
-        audited(
-            conn,
-            "organization.create",
-            target_type="organization",
-            target_id=organization["id"],
-            organization_id=organization["id"],
-        )
+        audit_organization(conn, "organization.create", organization)
     click.echo(f"Created organization {organization['id']}: {organization['name']}")
+
+
+@orgs.command("set-sms-rate")
+@click.argument("org_ref", metavar="ORG")
+@click.argument("per_second", type=click.IntRange(1, MAX_SMS_PER_SECOND))
+def set_sms_rate(org_ref: str, per_second: int) -> None:
+    """Set how many SMS a second an organization may send (across every worker)."""
+    with connect() as conn, conn.transaction():
+        organization = store.update_sms_rate(
+            conn, find_organization(conn, org_ref)["id"], per_second
+        )
+        details = {"sms_per_second": per_second, "previous": organization["previous"]}
+        audit_organization(conn, "organization.set_sms_rate", organization, details)
+    click.echo(
+        f"{organization['name']} may send {per_second} SMS a second"
+        f" (was {organization['previous']})"
+    )
 
 
 @users.command("create")

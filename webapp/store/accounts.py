@@ -26,6 +26,17 @@ def get_organization(conn: psycopg.Connection, ref: str | int) -> dict | None:
         ).fetchone()
 
 
+def update_sms_rate(conn: psycopg.Connection, organization_id: int, per_second: int) -> dict:
+    """Set how many SMS a second the organization may send; its row with the old rate."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "UPDATE organizations o SET sms_per_second = %s FROM organizations old"
+            " WHERE o.id = %s AND old.id = o.id"
+            " RETURNING o.id, o.name, o.sms_per_second, old.sms_per_second AS previous",
+            (per_second, organization_id),
+        ).fetchone()
+
+
 def existing_organizations(conn: psycopg.Connection, ids: list[int]) -> set[int]:
     """Which of these organization ids exist."""
     rows = conn.execute("SELECT id FROM organizations WHERE id = ANY(%s)", (ids,)).fetchall()
