@@ -15,6 +15,8 @@ bp = Blueprint("admin", __name__, url_prefix="/admin/queues")
 
 # Pages for platform admins only; the others are scoped to the reader's organization.
 PLATFORM_PAGES: set[str] = set()
+# Pages viewers may not even open: forms that start jobs or change settings.
+WRITER_PAGES: set[str] = set()
 # Changes a viewer may make: choosing which of their organizations to act for.
 VIEWER_CHANGES = {"admin.switch_organization"}
 
@@ -22,6 +24,12 @@ VIEWER_CHANGES = {"admin.switch_organization"}
 def platform_page(view):
     """Mark a view as one for platform admins only (checked in ``gate``)."""
     PLATFORM_PAGES.add(f"{bp.name}.{view.__name__}")
+    return view
+
+
+def writer_page(view):
+    """Mark a view as one for operators and admins only (checked in ``gate``)."""
+    WRITER_PAGES.add(f"{bp.name}.{view.__name__}")
     return view
 
 
@@ -36,6 +44,8 @@ def gate():
         abort(403, "The admin pages are for people signed in; API tokens call /api.")
     if request.endpoint in PLATFORM_PAGES and not current_user.is_admin:
         abort(403, "This page is for platform admins.")
+    if request.endpoint in WRITER_PAGES and not current_user.can_write:
+        abort(403, "This page is for operators and admins; viewers cannot use it.")
     changes = request.method not in auth.SAFE_METHODS and request.endpoint not in VIEWER_CHANGES
     if changes and not current_user.can_write:
         abort(403, "Viewers can look at queues and jobs but not change them.")
@@ -59,6 +69,8 @@ from webapp.admin import (  # noqa: E402,F401
     periodic,
     queue_actions,
     session,
+    sms,
+    subscriptions,
     tokens,
     workers,
 )

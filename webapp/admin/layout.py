@@ -7,7 +7,7 @@ from flask import current_app, g, request, url_for
 from flask_login import current_user
 
 from webapp import db
-from webapp.admin import PLATFORM_PAGES, bp, scope
+from webapp.admin import PLATFORM_PAGES, WRITER_PAGES, bp, scope
 from webapp.forms import SwitchOrganizationForm
 from webapp.store import accounts as account_store
 
@@ -18,7 +18,8 @@ class NavItem:
     label: str
 
 
-# In page order. A page appears once its view exists; platform pages for admins only.
+# In page order. A page appears once its view exists; platform pages for admins only,
+# and pages for writers to operators and admins.
 NAV = (
     NavItem("admin.overview", "Queues"),
     NavItem("admin.job_list", "Jobs"),
@@ -29,6 +30,8 @@ NAV = (
     NavItem("admin.audit_list", "Audit log"),
     NavItem("admin.database", "Database"),
     NavItem("admin.token_list", "API tokens"),
+    NavItem("admin.sms_new", "Send SMS"),
+    NavItem("admin.subscription_list", "Digests"),
 )
 
 
@@ -51,8 +54,15 @@ def nav_items() -> list[dict]:
             "current": request.endpoint == item.endpoint,
         }
         for item in NAV
-        if item.endpoint in views and (current_user.is_admin or item.endpoint not in PLATFORM_PAGES)
+        if item.endpoint in views and may_open(item.endpoint)
     ]
+
+
+def may_open(endpoint: str) -> bool:
+    """Whether the gate lets this reader open the page."""
+    if endpoint in PLATFORM_PAGES and not current_user.is_admin:
+        return False
+    return current_user.can_write or endpoint not in WRITER_PAGES
 
 
 @bp.context_processor

@@ -10,4 +10,11 @@ bp.before_request(auth.require_api_access)
 # Recorded before the routes, so the app knows ``<id:...>`` when they are added.
 bp.record(lambda state: state.app.url_map.converters.setdefault("id", params.IdConverter))
 
-from webapp.api import admin, audit, jobs, openapi, tasks  # noqa: E402, F401 - register routes
+from webapp.api import (  # noqa: E402, F401 - register routes
+    admin,
+    audit,
+    jobs,
+    openapi,
+    subscriptions,
+    tasks,
+)

@@ -293,6 +293,55 @@ class AuditPage(Document):
     next_cursor: str | None = Field(pattern=r"^[0-9]+$")
 
 
+class SubscriptionLinks(Document):
+    """Where to read, change and send the subscription."""
+
+    self: str
+    send: str
+
+
+def subscription_path(subscription_id: int) -> str:
+    """The path of ``get_digest_subscription``."""
+    return f"{request.script_root}{bp.url_prefix}/v1/digest-subscriptions/{subscription_id}"
+
+
+class DigestSubscription(Document):
+    """A digest subscription as the API shows it."""
+
+    id: Id
+    organization_id: Id
+    recipients: list[str] = Field(min_length=1, max_length=100)
+    frequency: Literal["daily", "weekly"]
+    weekday: int = Field(ge=1, le=7, description="1 (Monday) to 7 (Sunday); weekly digests")
+    hour: int = Field(ge=0, le=23)
+    time_zone: str
+    last_period: datetime.date | None = Field(
+        description="The local date of the last period the scheduler deferred a digest for;"
+        " null before the first. Editing the subscription keeps it."
+    )
+    last_job_id: Id | None = Field(description="The scheduler's latest digest job")
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    links: SubscriptionLinks
+
+    @classmethod
+    def from_row(cls, row: dict) -> "DigestSubscription":
+        """A row of ``webapp.store.subscriptions``."""
+        path = subscription_path(row["id"])
+        fields = {name: row[name] for name in cls.model_fields if name != "links"}
+        links = SubscriptionLinks.model_construct(self=path, send=f"{path}/send")
+        return cls.model_construct(**fields, links=links)
+
+
+class DigestSubscriptionPage(Document):
+    """A page of subscriptions, newest first."""
+
+    subscriptions: list[DigestSubscription]
+    next_cursor: str | None = Field(
+        pattern=r"^[0-9]+$", description="Pass as ?cursor= for the next page; null on the last"
+    )
+
+
 def page_cursor(rows: list[dict], limit: int) -> str | None:
     """The cursor of the page after ``rows[:limit]``, if ``rows`` went further."""
     return str(rows[limit - 1]["id"]) if len(rows) > limit else None
@@ -309,4 +358,6 @@ RESPONSES = [
     PlatformUnavailable,
     QueueHealth,
     AuditPage,
+    DigestSubscription,
+    DigestSubscriptionPage,
 ]

@@ -10,8 +10,9 @@ from flask import current_app
 from pydantic.json_schema import models_json_schema
 
 from tasks.payloads import NO_NUL
-from webapp import errors, monitoring
+from webapp import errors, monitoring, subscriptions
 from webapp.api import bp, documents, jobs, params, schemas
+from webapp.api import subscriptions as subscription_views
 from webapp.monitoring import howdah_version
 
 REF = "#/components/schemas/{model}"
@@ -261,6 +262,106 @@ def job_paths(max_body: int, max_batch_body: int) -> dict:
     }
 
 
+def subscription_paths(max_body: int) -> dict:
+    """/api/v1/digest-subscriptions: tenancy as for jobs; a platform caller names the
+    organization to create one in."""
+    one = {
+        "parameters": [
+            {"name": "subscription_id", "in": "path", "required": True, "schema": BIGINT},
+            ORGANIZATION,
+        ],
+        "tags": ["digest subscriptions"],
+    }
+    forbidden = f"Not allowed: {OTHER_ORGANIZATION}"
+    change_403 = f"Not allowed: {VIEWER}, or {OTHER_ORGANIZATION}"
+    missing = "No such subscription for the caller's organization, or an id outside 1 to 2^63-1"
+    body = request_body("DigestSubscriptionFields", "API_MAX_BODY_BYTES", max_body)
+    change_errors = {"e400": BODY_400, "e403": change_403, "e404": missing}
+    no_body = {"e400": CHANGE_400, "e403": change_403, "e404": missing}
+    page = {"type": "integer", "minimum": 1, "maximum": subscription_views.MAX_PAGE}
+    return {
+        "/api/v1/digest-subscriptions": {
+            "get": {
+                "operationId": "list_digest_subscriptions",
+                "summary": "List digest subscriptions, newest first",
+                "tags": ["digest subscriptions"],
+                "parameters": [
+                    ORGANIZATION,
+                    query(
+                        "limit", {**page, "default": subscription_views.DEFAULT_PAGE}, "Page size"
+                    ),
+                    CURSOR,
+                ],
+                "responses": {
+                    "200": json_response("A page of subscriptions", ref("DigestSubscriptionPage")),
+                    **error_responses(400, 401, 403, 422, 503, e403=forbidden),
+                },
+            },
+            "post": {
+                "operationId": "create_digest_subscription",
+                "summary": "Subscribe up to"
+                f" {subscriptions.MAX_RECIPIENTS} addresses to the organization's digest",
+                "description": "A platform caller names the organization with"
+                " ?organization_id= (422 without it, or for an organization that does not exist).",
+                "tags": ["digest subscriptions"],
+                "parameters": [ORGANIZATION],
+                "requestBody": body,
+                "responses": {
+                    "201": json_response(
+                        "Created", ref("DigestSubscription"), location("the subscription")
+                    ),
+                    **error_responses(
+                        400, 401, 403, 413, 415, 422, 500, 503, e400=BODY_400, e403=change_403
+                    ),
+                },
+            },
+        },
+        "/api/v1/digest-subscriptions/{subscription_id}": {
+            "get": {
+                "operationId": "get_digest_subscription",
+                "summary": "A digest subscription",
+                **one,
+                "responses": {
+                    "200": json_response("The subscription", ref("DigestSubscription")),
+                    **error_responses(400, 401, 403, 404, 503, e403=forbidden, e404=missing),
+                },
+            },
+            "put": {
+                "operationId": "update_digest_subscription",
+                "summary": "Replace a subscription's recipients and schedule",
+                "description": "The last period the scheduler sent stays, so a period already"
+                " sent is not sent again; the new schedule applies from the next period.",
+                **one,
+                "requestBody": body,
+                "responses": {
+                    "200": json_response("Changed", ref("DigestSubscription")),
+                    **error_responses(400, 401, 403, 404, 413, 415, 422, 500, 503, **change_errors),
+                },
+            },
+            "delete": {
+                "operationId": "delete_digest_subscription",
+                "summary": "Delete a digest subscription",
+                **one,
+                "responses": {
+                    "204": {"description": "Deleted"},
+                    **error_responses(400, 401, 403, 404, 413, 500, 503, **no_body),
+                },
+            },
+        },
+        "/api/v1/digest-subscriptions/{subscription_id}/send": {
+            "post": {
+                "operationId": "send_digest_subscription",
+                "summary": "Defer one digest for the subscription now, outside its schedule",
+                **one,
+                "responses": {
+                    "202": json_response("Deferred", ref("Accepted"), location("the job")),
+                    **error_responses(400, 401, 403, 404, 413, 500, 503, **no_body),
+                },
+            },
+        },
+    }
+
+
 def other_paths() -> dict:
     platform = {"tags": ["platform"], "description": "For platform admins and platform tokens."}
     return {
@@ -337,7 +438,10 @@ def other_paths() -> dict:
 
 def component_schemas() -> dict:
     """Every model's JSON Schema: requests as they validate, answers as they serialise."""
-    requests = [(model, "validation") for model in schemas.task_requests()]
+    requests = [
+        (model, "validation")
+        for model in (*schemas.task_requests(), subscriptions.DigestSubscriptionFields)
+    ]
     answers = [(model, "serialization") for model in (*documents.RESPONSES, errors.Error)]
     _, definitions = models_json_schema(requests + answers, ref_template=REF)
     return dict(sorted(definitions["$defs"].items()))
@@ -389,7 +493,13 @@ def document(max_body: int, max_batch_body: int) -> dict:
             " the rate of calls.",
         },
         "security": [{"bearer": []}],
-        "paths": with_server_refusals({**job_paths(max_body, max_batch_body), **other_paths()}),
+        "paths": with_server_refusals(
+            {
+                **job_paths(max_body, max_batch_body),
+                **subscription_paths(max_body),
+                **other_paths(),
+            }
+        ),
         "components": {"schemas": component_schemas(), "securitySchemes": SECURITY},
     }
 

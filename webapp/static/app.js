@@ -56,3 +56,54 @@
   });
   if (!document.hidden) start();
 })();
+
+// The SMS form's counter: characters and segments as carriers count them, the way
+// tasks/sms_text.py counts them (the server renders the same text for the page as sent).
+(function () {
+  "use strict";
+
+  var GSM_BASIC =
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?" +
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+  var GSM_EXTENDED = "^{}\\[~]|€\f";
+
+  function count(text) {
+    var units = 0;
+    var gsm = true;
+    for (var ch of text) {
+      if (GSM_EXTENDED.indexOf(ch) >= 0) {
+        units += 2;
+      } else if (GSM_BASIC.indexOf(ch) >= 0) {
+        units += 1;
+      } else {
+        gsm = false;
+        break;
+      }
+    }
+    // UCS-2 counts UTF-16 code units, which is what a JavaScript string's length is.
+    if (!gsm) units = text.length;
+    var single = gsm ? 160 : 70;
+    var part = gsm ? 153 : 67;
+    return {
+      encoding: gsm ? "GSM-7" : "UCS-2",
+      units: units,
+      segments: units <= single ? 1 : Math.ceil(units / part),
+    };
+  }
+
+  function plural(n, word) {
+    return n + " " + word + (n === 1 ? "" : "s");
+  }
+
+  document.querySelectorAll("[data-segments-for]").forEach(function (output) {
+    var input = document.getElementById(output.getAttribute("data-segments-for"));
+    if (!input) return;
+    function show() {
+      var c = count(input.value);
+      output.textContent =
+        plural(c.units, "character") + ", " + plural(c.segments, "segment") + " (" + c.encoding + ")";
+    }
+    input.addEventListener("input", show);
+    show();
+  });
+})();
