@@ -66,6 +66,7 @@ class DigestSubscriptionFields(BaseModel):
         max_length=MAX_TIME_ZONE,
         pattern=TIME_ZONE_TEXT,
         description="The IANA time zone of the hour, e.g. Europe/Paris or UTC",
+        json_schema_extra=lambda schema: schema.update(enum=list(time_zones())),
     )
 
     @field_validator("recipients")

@@ -10,6 +10,7 @@ import pytest
 
 from tasks.sms_text import count_segments
 from tests.admin.conftest import csrf_of
+from tests.conftest import AuthActions
 
 SMS = "/admin/queues/sms"
 NUMBER = "+14155550123"
@@ -173,3 +174,21 @@ def test_another_organizations_job_is_not_shown_as_sent(sign_in, conn):
     ((job_id, *_),) = jobs(conn)
     page = sign_in("operator", 1).client.get(f"{SMS}?sent={job_id}").get_data(as_text=True)
     assert f"Job {job_id}" not in page and "Open job" not in page
+
+
+def test_the_form_acts_for_the_organization_the_session_acts_for(app, make_user, conn):
+    """Someone who operates Acme and views Globex may send for Acme only, and only while
+    acting for it."""
+    email = make_user("two@example.com", 1, "operator")
+    user_id = conn.execute("SELECT id FROM users WHERE email = %s", (email,)).fetchone()[0]
+    conn.execute("INSERT INTO memberships VALUES (%s, 2, 'viewer')", (user_id,))
+    person = AuthActions(app.test_client())
+    assert person.login(email).status_code == 302
+    assert send(person).status_code == 302
+    token = csrf_of(person.client.get("/admin/queues").get_data(as_text=True))
+    switched = person.client.post(
+        "/admin/queues/organization", data={"csrf_token": token, "organization_id": 2}
+    )
+    assert switched.status_code == 302
+    assert person.client.get(SMS).status_code == 403
+    assert [args["organization_id"] for _, _, _, args, _ in jobs(conn)] == [1]

@@ -16,6 +16,13 @@ A_SMS = {
     "payload": {"organization_id": 1, "to": "+14155550123", "body": MARKER},
 }
 A_NOOP = sms_job(1)
+SUBSCRIPTION = {
+    "recipients": ["ops@example.com"],
+    "frequency": "daily",
+    "hour": 8,
+    "time_zone": "UTC",
+}
+SUBSCRIPTIONS = "/api/v1/digest-subscriptions"
 
 CALLERS = [
     "anonymous",
@@ -28,7 +35,8 @@ CALLERS = [
     "expired_token",
 ]
 
-# (method, path, body, status for a caller allowed to do it); {todo}/{failed} are A's jobs.
+# (method, path, body, status for a caller allowed to do it); {todo}/{failed} are A's
+# jobs, {subscription} A's digest subscription.
 ROUTES = [
     ("GET", "/api/v1/jobs", None, 200),
     ("POST", "/api/v1/jobs", A_NOOP, 202),
@@ -37,6 +45,12 @@ ROUTES = [
     ("GET", "/api/v1/jobs/{failed}/attempts", None, 200),
     ("POST", "/api/v1/jobs/{todo}/cancel", None, 200),
     ("POST", "/api/v1/jobs/{failed}/retry", None, 202),
+    ("GET", SUBSCRIPTIONS, None, 200),
+    ("POST", f"{SUBSCRIPTIONS}?organization_id=1", SUBSCRIPTION, 201),
+    ("GET", f"{SUBSCRIPTIONS}/{{subscription}}", None, 200),
+    ("PUT", f"{SUBSCRIPTIONS}/{{subscription}}", SUBSCRIPTION, 200),
+    ("POST", f"{SUBSCRIPTIONS}/{{subscription}}/send", None, 202),
+    ("DELETE", f"{SUBSCRIPTIONS}/{{subscription}}", None, 204),
     ("GET", "/api/v1/tasks", None, 200),
     ("GET", "/api/v1/openapi.json", None, 200),
     ("GET", "/api/admin/status", None, 200),
@@ -60,7 +74,8 @@ def expected(caller: str, method: str, path: str, allowed: int) -> int:
     if caller == "operator_b":
         if "{" in path:
             return 404  # A's job does not exist for B
-        return 403 if method == "POST" else allowed  # B may not defer A's payloads
+        # B may not defer A's payloads, nor name A's organization
+        return 403 if method == "POST" else allowed
     return allowed  # operator_a, token_a
 
 
@@ -78,7 +93,12 @@ def a_jobs(app, make_token, conn):
         " VALUES (%s, 1, 'w', 'failed', now(), now(), 'E', %s, %s)",
         (failed, MARKER, MARKER),
     )
-    return {"todo": todo, "failed": failed}
+    subscription = conn.execute(
+        "INSERT INTO digest_subscriptions (organization_id, recipients, frequency, hour,"
+        " time_zone) VALUES (1, %s, 'daily', 8, 'UTC') RETURNING id",
+        ([f"{MARKER}@example.com"],),
+    ).fetchone()[0]
+    return {"todo": todo, "failed": failed, "subscription": subscription}
 
 
 def caller_client(caller, app, make_token, make_user):
@@ -104,6 +124,15 @@ def caller_client(caller, app, make_token, make_user):
     return auth.client, {"X-CSRFToken": auth.csrf_token("/")}
 
 
+def counts(conn) -> tuple:
+    """The jobs, the subscriptions, and what A's subscription holds."""
+    return conn.execute(
+        "SELECT (SELECT count(*) FROM procrastinate_jobs),"
+        " (SELECT array_agg((recipients, hour, updated_at) ORDER BY id)::text"
+        " FROM digest_subscriptions)"
+    ).fetchone()
+
+
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize(
     ("method", "template", "body", "allowed"), ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES]
@@ -111,20 +140,19 @@ def caller_client(caller, app, make_token, make_user):
 def test_access(app, make_token, make_user, a_jobs, conn, caller, method, template, body, allowed):
     client, headers = caller_client(caller, app, make_token, make_user)
     path = template.format(**a_jobs)
-    before = conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0]
+    before = counts(conn)
 
     response = client.open(path, method=method, json=body, headers=headers)
 
     assert response.status_code == expected(caller, method, template, allowed), response.get_data(
         as_text=True
     )
-    assert response.is_json
+    assert response.is_json or response.status_code == 204
     if caller == "operator_b":  # nothing of A's comes back to B
         text = response.get_data(as_text=True)
         assert MARKER not in text
         assert not re.search(r'"organization_id":\s*1\b', text)
     if response.status_code >= 400:
-        after = conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0]
-        assert after == before, "a refused request changed nothing"
+        assert counts(conn) == before, "a refused request changed nothing"
         statuses = conn.execute("SELECT status FROM procrastinate_jobs ORDER BY id").fetchall()
         assert [s for (s,) in statuses][:2] == ["todo", "failed"]

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from tests import processes
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_PASSWORD, TEST_SECRET
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -66,3 +66,37 @@ def page(browser, live_server):
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
     yield page
     context.close()
+
+
+@pytest.fixture
+def worker(db_url, tmp_path):
+    """A worker process on the test database (the live server's)."""
+    env = processes.process_env(
+        DATABASE_URL=db_url, SECRET_KEY=TEST_SECRET, WORKER_SHUTDOWN_TIMEOUT="3"
+    )
+    process = processes.start_worker(env, tmp_path / "worker.log")
+    yield process
+    processes.stop(process)
+
+
+@pytest.fixture(params=[True, False], ids=["js", "no-js"])
+def browse(request, browser, live_server):
+    """Open a signed-in page as ``email``, in a context with JavaScript on or off."""
+    contexts = []
+
+    def open_as(email):
+        context = browser.new_context(base_url=live_server, java_script_enabled=request.param)
+        contexts.append(context)
+        page = context.new_page()
+        page.console_errors = []
+        page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+        page.goto("/login")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(TEST_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/")
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()

@@ -55,7 +55,14 @@ def busy_queues(conn, orgs):
         " 'Telnyx answered 503 for +14155550123', 'Traceback (most recent call last):\n ...')",
         (failed,),
     )
-    return {"failed": failed}
+    subscription = conn.execute(
+        "INSERT INTO digest_subscriptions (organization_id, recipients, frequency, weekday,"
+        " hour, time_zone, last_period) VALUES (1, %s, 'weekly', 1, 8, 'Europe/Paris',"
+        " current_date - 3), (2, '{ops@globex.example}', 'daily', 1, 18, 'UTC', NULL)"
+        " RETURNING id",
+        ([f"person{n}@acme.example" for n in range(12)],),
+    ).fetchone()[0]
+    return {"failed": failed, "subscription": subscription}
 
 
 def unlabelled(page) -> list[str]:
@@ -97,11 +104,15 @@ def test_every_admin_page_light_and_dark_on_desktop_and_phone(
                 for i in range(links.count())
             ]
             assert pages[0][0] == "Queues"
-            # Pages that no menu links to: a job, its edited retry, a bulk action's preview.
-            failed = busy_queues["failed"]
+            # Pages that no menu links to: a job, its edited retry, a bulk action's preview,
+            # the job a form just deferred, and a digest subscription's forms.
+            failed, subscription = busy_queues["failed"], busy_queues["subscription"]
             pages += [
                 ("job", f"/admin/queues/jobs/{failed}"),
                 ("job-edit", f"/admin/queues/jobs/{failed}/edit"),
+                ("sms-sent", f"/admin/queues/sms?org=1&sent={failed}"),
+                ("digest-new", "/admin/queues/subscriptions/new"),
+                ("digest-edit", f"/admin/queues/subscriptions/{subscription}/edit"),
             ]
             for label, href in pages:
                 response = page.goto(href)
