@@ -109,7 +109,7 @@ class DigestSubscriptionForm(OrganizationChoice):
         default="daily",
     )
     weekday = SelectField(
-        "Day of the week (weekly digests)",
+        "Day (weekly digests)",
         coerce=int,
         choices=[SelectChoice(n, day) for n, day in enumerate(WEEKDAYS, start=1)],
         default=1,

@@ -110,7 +110,7 @@ def test_every_admin_page_light_and_dark_on_desktop_and_phone(
             pages += [
                 ("job", f"/admin/queues/jobs/{failed}"),
                 ("job-edit", f"/admin/queues/jobs/{failed}/edit"),
-                ("sms-sent", f"/admin/queues/sms?org=1&sent={failed}"),
+                ("sms-sent", f"/admin/queues/sms?sent={failed}"),
                 ("digest-new", "/admin/queues/subscriptions/new"),
                 ("digest-edit", f"/admin/queues/subscriptions/{subscription}/edit"),
             ]
