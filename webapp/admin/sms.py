@@ -38,11 +38,12 @@ def local_run_at(form: SendSmsForm) -> datetime.datetime | None:
     if form.run_at.data is None:
         add_errors(form, [{"field": "run_at", "message": "Choose the date and time to send at."}])
         return None
-    problem = time_zone_problem(form.time_zone.data or "")
+    zone = (form.time_zone.data or "").strip()
+    problem = time_zone_problem(zone)
     if problem:
         add_errors(form, [{"field": "time_zone", "message": problem}])
         return None
-    return form.run_at.data.replace(tzinfo=zoneinfo.ZoneInfo(form.time_zone.data))
+    return form.run_at.data.replace(tzinfo=zoneinfo.ZoneInfo(zone))
 
 
 def schedule(form: SendSmsForm) -> JobOptions | None:

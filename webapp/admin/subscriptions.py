@@ -21,11 +21,16 @@ SHOWN = 200  # subscriptions listed, newest first; the API pages through them al
 SHOWN_RECIPIENTS = 3
 
 
+def not_found(subscription_id: int):
+    """404: no such subscription in the organization the page shows."""
+    abort(404, f"There is no digest subscription {subscription_id} here.")
+
+
 def get_subscription_or_404(subscription_id: int) -> dict:
     """The subscription, if it belongs to the organization the page shows."""
     row = store.get_subscription(db.get_conn(), subscription_id, scope.organization())
     if row is None:
-        abort(404, f"There is no digest subscription {subscription_id} here.")
+        not_found(subscription_id)
     return row
 
 
@@ -76,6 +81,12 @@ def render_form(form: DigestSubscriptionForm, subscription: dict | None = None, 
     return page, status
 
 
+def saved(row: dict):
+    """Back to the list, saying what was saved."""
+    flash(f"Subscription {row['id']} is saved: {schedule_text(row)}.", "success")
+    return redirect(admin_url("admin.subscription_list"))
+
+
 @bp.get("/subscriptions")
 @writer_page
 def subscription_list():
@@ -107,9 +118,7 @@ def subscription_new():
     fields = checked(form)
     if fields is None:
         return render_form(form, status=400)
-    row = domain.create(db.get_conn(), deferred.chosen_organization(form), fields)
-    flash(f"Subscription {row['id']} is saved: {schedule_text(row)}.", "success")
-    return redirect(admin_url("admin.subscription_list"))
+    return saved(domain.create(db.get_conn(), deferred.chosen_organization(form), fields))
 
 
 @bp.route("/subscriptions/<int:subscription_id>/edit", methods=["GET", "POST"])
@@ -127,10 +136,9 @@ def subscription_edit(subscription_id: int):
     if fields is None:
         return render_form(form, subscription, 400)
     row = domain.update(db.get_conn(), subscription, scope.organization(), fields)
-    if row is None:
-        abort(404, f"There is no digest subscription {subscription_id} here.")
-    flash(f"Subscription {row['id']} is saved: {schedule_text(row)}.", "success")
-    return redirect(admin_url("admin.subscription_list"))
+    if row is None:  # deleted since it was read
+        not_found(subscription_id)
+    return saved(row)
 
 
 @bp.post("/subscriptions/<int:subscription_id>/delete")
@@ -138,7 +146,7 @@ def subscription_edit(subscription_id: int):
 def subscription_delete(subscription_id: int):
     """Delete a subscription: no more digests for it."""
     if domain.delete(db.get_conn(), subscription_id, scope.organization()) is None:
-        abort(404, f"There is no digest subscription {subscription_id} here.")
+        not_found(subscription_id)
     flash(f"Subscription {subscription_id} is deleted.", "success")
     return redirect(admin_url("admin.subscription_list"))
 

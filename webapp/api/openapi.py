@@ -1,7 +1,8 @@
 """/api/v1/openapi.json: an OpenAPI 3.1 description of the API, built from the models the
 views validate requests with (``schemas``) and serialise answers through (``documents``).
 
-Each operation lists every status it can answer; the status texts below say when.
+Each operation lists every status it can answer; the status texts
+(``openapi_parts``) say when.
 """
 
 import functools
@@ -9,107 +10,32 @@ import functools
 from flask import current_app
 from pydantic.json_schema import models_json_schema
 
-from tasks.payloads import NO_NUL
 from webapp import errors, monitoring, subscriptions
-from webapp.api import bp, documents, jobs, params, schemas
-from webapp.api import subscriptions as subscription_views
+from webapp.api import bp, documents, jobs, schemas, subscription_docs
+from webapp.api.openapi_parts import (
+    BIGINT,
+    BODY_400,
+    CHANGE_400,
+    CURSOR,
+    FORM_BODY_413,
+    NOT_PLATFORM,
+    ORGANIZATION,
+    OTHER_ORGANIZATION,
+    PLATFORM_TASK,
+    REF,
+    TEXT,
+    VIEWER,
+    error_responses,
+    json_response,
+    location,
+    query,
+    ref,
+    request_body,
+)
 from webapp.monitoring import howdah_version
 
-REF = "#/components/schemas/{model}"
-JSON = "application/json"
-BIGINT = {"type": "integer", **params.ID_BOUNDS}
-TEXT = {"type": "string", "maxLength": schemas.MAX_TEXT, "pattern": NO_NUL}
-
-# When each error status happens; an operation may add its own cases.
-STATUS_TEXT = {
-    400: "An ?organization_id= that is not a whole number from 1 to 2^63-1",
-    401: "No credentials, or an API token that is unknown, revoked or expired",
-    403: "Not allowed",
-    404: "No such job for the caller's organization (another organization's job is not"
-    " found either), or a job id outside 1 to 2^63-1",
-    409: "The job's state or an idempotency key forbids it",
-    413: "The body is over the limit",
-    415: "The body is not JSON (Content-Type: application/json)",
-    422: "Invalid request; errors name each field",
-    417: "An Expect header other than 100-continue",
-    414: "The request line is longer than the server reads (gunicorn's limit_request_line)",
-    431: "Too many header fields, or one too long (gunicorn's limit_request_fields and"
-    " limit_request_field_size)",
-    500: "The change could not be recorded in the audit log, so it was not made",
-    501: "A transfer coding other than chunked",
-    503: "The database is unavailable, has no schema yet, did not answer a statement"
-    " within DB_STATEMENT_TIMEOUT_MS, or held a lock longer than DB_LOCK_TIMEOUT_MS; try"
-    " again shortly",
-}
-VIEWER = "a viewer's change"
-PLATFORM_TASK = "a task for platform callers only"
-OTHER_ORGANIZATION = "an ?organization_id= other than the caller's own organization"
-NOT_PLATFORM = "a caller that is not a platform admin or a platform token"
-CSRF = "for a browser session, a change without its CSRF token (X-CSRFToken)"
-CHANGE_400 = f"{STATUS_TEXT[400]}; or, {CSRF}"
-BODY_400 = (
-    "Malformed JSON (or nested deeper than the server parses); an ?organization_id= that"
-    f" is not a whole number from 1 to 2^63-1; or, {CSRF}"
-)
-
-
-def ref(name: str) -> dict:
-    return {"$ref": REF.format(model=name)}
-
-
-def json_response(description: str, schema: dict, headers: dict | None = None) -> dict:
-    response = {"description": description, "content": {JSON: {"schema": schema}}}
-    if headers:
-        response["headers"] = headers
-    return response
-
-
-def location(what: str) -> dict:
-    return {"Location": {"description": f"The path of {what}", "schema": {"type": "string"}}}
-
-
-def error_responses(*codes: int, **texts: str) -> dict:
-    """Error responses with the Error body; ``texts`` (``e403=...``) say an operation's own
-    reasons for a status."""
-    responses = {}
-    for code in codes:
-        text = texts.get(f"e{code}", STATUS_TEXT[code])
-        responses[str(code)] = json_response(text, ref("Error"))
-    if 401 in codes:
-        challenge = {"description": "Bearer, with error=invalid_token for a bad token"}
-        responses["401"]["headers"] = {
-            "WWW-Authenticate": {**challenge, "schema": {"type": "string"}}
-        }
-    return responses
-
-
-def query(name: str, schema: dict, description: str) -> dict:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
-
-ORGANIZATION = query(
-    "organization_id",
-    BIGINT,
-    "Act for this organization only: a platform caller's filter; an organization's caller"
-    " may name only its own (403 otherwise)",
-)
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": BIGINT}
 LIMIT = {"type": "integer", "minimum": 1, "maximum": jobs.MAX_PAGE, "default": jobs.DEFAULT_PAGE}
-CURSOR = query("cursor", BIGINT, "next_cursor of the previous page")
-
-
-def request_body(name: str, limit_setting: str, limit: int) -> dict:
-    return {
-        "required": True,
-        "description": f"JSON of at most {limit:,} bytes ({limit_setting}); 413 beyond",
-        "content": {JSON: {"schema": ref(name)}},
-    }
 
 
 def job_paths(max_body: int, max_batch_body: int) -> dict:
@@ -117,10 +43,6 @@ def job_paths(max_body: int, max_batch_body: int) -> dict:
     defer_403 = (
         f"Not allowed: {VIEWER}, {PLATFORM_TASK}, a payload naming another organization,"
         f" or {OTHER_ORGANIZATION}"
-    )
-    body_413 = (
-        "A browser session's form body over the form limits (64 KiB, 16 KiB a field,"
-        " 32 parts), read for its CSRF token"
     )
     return {
         "/api/v1/jobs": {
@@ -222,7 +144,7 @@ def job_paths(max_body: int, max_batch_body: int) -> dict:
                         e400=CHANGE_400,
                         e403=f"Not allowed: {VIEWER}, or {OTHER_ORGANIZATION}",
                         e409="The job has finished",
-                        e413=body_413,
+                        e413=FORM_BODY_413,
                     ),
                 },
             },
@@ -254,108 +176,8 @@ def job_paths(max_body: int, max_batch_body: int) -> dict:
                         e409="The job did not fail; or it was retried as a new job before"
                         " (retried_as names it: retry that one); or a job with its"
                         " idempotency key waits",
-                        e413=body_413,
+                        e413=FORM_BODY_413,
                     ),
-                },
-            },
-        },
-    }
-
-
-def subscription_paths(max_body: int) -> dict:
-    """/api/v1/digest-subscriptions: tenancy as for jobs; a platform caller names the
-    organization to create one in."""
-    one = {
-        "parameters": [
-            {"name": "subscription_id", "in": "path", "required": True, "schema": BIGINT},
-            ORGANIZATION,
-        ],
-        "tags": ["digest subscriptions"],
-    }
-    forbidden = f"Not allowed: {OTHER_ORGANIZATION}"
-    change_403 = f"Not allowed: {VIEWER}, or {OTHER_ORGANIZATION}"
-    missing = "No such subscription for the caller's organization, or an id outside 1 to 2^63-1"
-    body = request_body("DigestSubscriptionFields", "API_MAX_BODY_BYTES", max_body)
-    change_errors = {"e400": BODY_400, "e403": change_403, "e404": missing}
-    no_body = {"e400": CHANGE_400, "e403": change_403, "e404": missing}
-    page = {"type": "integer", "minimum": 1, "maximum": subscription_views.MAX_PAGE}
-    return {
-        "/api/v1/digest-subscriptions": {
-            "get": {
-                "operationId": "list_digest_subscriptions",
-                "summary": "List digest subscriptions, newest first",
-                "tags": ["digest subscriptions"],
-                "parameters": [
-                    ORGANIZATION,
-                    query(
-                        "limit", {**page, "default": subscription_views.DEFAULT_PAGE}, "Page size"
-                    ),
-                    CURSOR,
-                ],
-                "responses": {
-                    "200": json_response("A page of subscriptions", ref("DigestSubscriptionPage")),
-                    **error_responses(400, 401, 403, 422, 503, e403=forbidden),
-                },
-            },
-            "post": {
-                "operationId": "create_digest_subscription",
-                "summary": "Subscribe up to"
-                f" {subscriptions.MAX_RECIPIENTS} addresses to the organization's digest",
-                "description": "A platform caller names the organization with"
-                " ?organization_id= (422 without it, or for an organization that does not exist).",
-                "tags": ["digest subscriptions"],
-                "parameters": [ORGANIZATION],
-                "requestBody": body,
-                "responses": {
-                    "201": json_response(
-                        "Created", ref("DigestSubscription"), location("the subscription")
-                    ),
-                    **error_responses(
-                        400, 401, 403, 413, 415, 422, 500, 503, e400=BODY_400, e403=change_403
-                    ),
-                },
-            },
-        },
-        "/api/v1/digest-subscriptions/{subscription_id}": {
-            "get": {
-                "operationId": "get_digest_subscription",
-                "summary": "A digest subscription",
-                **one,
-                "responses": {
-                    "200": json_response("The subscription", ref("DigestSubscription")),
-                    **error_responses(400, 401, 403, 404, 503, e403=forbidden, e404=missing),
-                },
-            },
-            "put": {
-                "operationId": "update_digest_subscription",
-                "summary": "Replace a subscription's recipients and schedule",
-                "description": "The last period the scheduler sent stays, so a period already"
-                " sent is not sent again; the new schedule applies from the next period.",
-                **one,
-                "requestBody": body,
-                "responses": {
-                    "200": json_response("Changed", ref("DigestSubscription")),
-                    **error_responses(400, 401, 403, 404, 413, 415, 422, 500, 503, **change_errors),
-                },
-            },
-            "delete": {
-                "operationId": "delete_digest_subscription",
-                "summary": "Delete a digest subscription",
-                **one,
-                "responses": {
-                    "204": {"description": "Deleted"},
-                    **error_responses(400, 401, 403, 404, 413, 500, 503, **no_body),
-                },
-            },
-        },
-        "/api/v1/digest-subscriptions/{subscription_id}/send": {
-            "post": {
-                "operationId": "send_digest_subscription",
-                "summary": "Defer one digest for the subscription now, outside its schedule",
-                **one,
-                "responses": {
-                    "202": json_response("Deferred", ref("Accepted"), location("the job")),
-                    **error_responses(400, 401, 403, 404, 413, 500, 503, **no_body),
                 },
             },
         },
@@ -496,7 +318,7 @@ def document(max_body: int, max_batch_body: int) -> dict:
         "paths": with_server_refusals(
             {
                 **job_paths(max_body, max_batch_body),
-                **subscription_paths(max_body),
+                **subscription_docs.paths(max_body),
                 **other_paths(),
             }
         ),
