@@ -1,23 +1,8 @@
 """The OpenAPI operations of /api/v1/digest-subscriptions (``webapp.api.subscriptions``)."""
 
 from webapp import subscriptions
+from webapp.api import openapi_parts as parts
 from webapp.api import subscriptions as views
-from webapp.api.openapi_parts import (
-    BIGINT,
-    BODY_400,
-    CHANGE_400,
-    CURSOR,
-    FORM_BODY_413,
-    ORGANIZATION,
-    OTHER_ORGANIZATION,
-    VIEWER,
-    error_responses,
-    json_response,
-    location,
-    query,
-    ref,
-    request_body,
-)
 
 
 def paths(max_body: int) -> dict:
@@ -25,17 +10,22 @@ def paths(max_body: int) -> dict:
     organization to create one in."""
     one = {
         "parameters": [
-            {"name": "subscription_id", "in": "path", "required": True, "schema": BIGINT},
-            ORGANIZATION,
+            {"name": "subscription_id", "in": "path", "required": True, "schema": parts.BIGINT},
+            parts.ORGANIZATION,
         ],
         "tags": ["digest subscriptions"],
     }
-    forbidden = f"Not allowed: {OTHER_ORGANIZATION}"
-    change_403 = f"Not allowed: {VIEWER}, or {OTHER_ORGANIZATION}"
+    forbidden = f"Not allowed: {parts.OTHER_ORGANIZATION}"
+    change_403 = f"Not allowed: {parts.VIEWER}, or {parts.OTHER_ORGANIZATION}"
     missing = "No such subscription for the caller's organization, or an id outside 1 to 2^63-1"
-    body = request_body("DigestSubscriptionFields", "API_MAX_BODY_BYTES", max_body)
-    change_errors = {"e400": BODY_400, "e403": change_403, "e404": missing}
-    no_body = {"e400": CHANGE_400, "e403": change_403, "e404": missing, "e413": FORM_BODY_413}
+    body = parts.request_body("DigestSubscriptionFields", "API_MAX_BODY_BYTES", max_body)
+    change_errors = {"e400": parts.BODY_400, "e403": change_403, "e404": missing}
+    no_body = {
+        "e400": parts.CHANGE_400,
+        "e403": change_403,
+        "e404": missing,
+        "e413": parts.FORM_BODY_413,
+    }
     page = {"type": "integer", "minimum": 1, "maximum": views.MAX_PAGE}
     return {
         "/api/v1/digest-subscriptions": {
@@ -44,13 +34,15 @@ def paths(max_body: int) -> dict:
                 "summary": "List digest subscriptions, newest first",
                 "tags": ["digest subscriptions"],
                 "parameters": [
-                    ORGANIZATION,
-                    query("limit", {**page, "default": views.DEFAULT_PAGE}, "Page size"),
-                    CURSOR,
+                    parts.ORGANIZATION,
+                    parts.query("limit", {**page, "default": views.DEFAULT_PAGE}, "Page size"),
+                    parts.CURSOR,
                 ],
                 "responses": {
-                    "200": json_response("A page of subscriptions", ref("DigestSubscriptionPage")),
-                    **error_responses(400, 401, 403, 422, 503, e403=forbidden),
+                    "200": parts.json_response(
+                        "A page of subscriptions", parts.ref("DigestSubscriptionPage")
+                    ),
+                    **parts.error_responses(400, 401, 403, 422, 503, e403=forbidden),
                 },
             },
             "post": {
@@ -60,14 +52,16 @@ def paths(max_body: int) -> dict:
                 "description": "A platform caller names the organization with"
                 " ?organization_id= (422 without it, or for an organization that does not exist).",
                 "tags": ["digest subscriptions"],
-                "parameters": [ORGANIZATION],
+                "parameters": [parts.ORGANIZATION],
                 "requestBody": body,
                 "responses": {
-                    "201": json_response(
-                        "Created", ref("DigestSubscription"), location("the subscription")
+                    "201": parts.json_response(
+                        "Created",
+                        parts.ref("DigestSubscription"),
+                        parts.location("the subscription"),
                     ),
-                    **error_responses(
-                        400, 401, 403, 413, 415, 422, 500, 503, e400=BODY_400, e403=change_403
+                    **parts.error_responses(
+                        400, 401, 403, 413, 415, 422, 500, 503, e400=parts.BODY_400, e403=change_403
                     ),
                 },
             },
@@ -78,8 +72,8 @@ def paths(max_body: int) -> dict:
                 "summary": "A digest subscription",
                 **one,
                 "responses": {
-                    "200": json_response("The subscription", ref("DigestSubscription")),
-                    **error_responses(400, 401, 403, 404, 503, e403=forbidden, e404=missing),
+                    "200": parts.json_response("The subscription", parts.ref("DigestSubscription")),
+                    **parts.error_responses(400, 401, 403, 404, 503, e403=forbidden, e404=missing),
                 },
             },
             "put": {
@@ -90,8 +84,10 @@ def paths(max_body: int) -> dict:
                 **one,
                 "requestBody": body,
                 "responses": {
-                    "200": json_response("Changed", ref("DigestSubscription")),
-                    **error_responses(400, 401, 403, 404, 413, 415, 422, 500, 503, **change_errors),
+                    "200": parts.json_response("Changed", parts.ref("DigestSubscription")),
+                    **parts.error_responses(
+                        400, 401, 403, 404, 413, 415, 422, 500, 503, **change_errors
+                    ),
                 },
             },
             "delete": {
@@ -100,7 +96,7 @@ def paths(max_body: int) -> dict:
                 **one,
                 "responses": {
                     "204": {"description": "Deleted"},
-                    **error_responses(400, 401, 403, 404, 413, 500, 503, **no_body),
+                    **parts.error_responses(400, 401, 403, 404, 413, 500, 503, **no_body),
                 },
             },
         },
@@ -110,8 +106,10 @@ def paths(max_body: int) -> dict:
                 "summary": "Defer one digest for the subscription now, outside its schedule",
                 **one,
                 "responses": {
-                    "202": json_response("Deferred", ref("Accepted"), location("the job")),
-                    **error_responses(400, 401, 403, 404, 413, 500, 503, **no_body),
+                    "202": parts.json_response(
+                        "Deferred", parts.ref("Accepted"), parts.location("the job")
+                    ),
+                    **parts.error_responses(400, 401, 403, 404, 413, 500, 503, **no_body),
                 },
             },
         },
