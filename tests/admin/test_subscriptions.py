@@ -60,8 +60,12 @@ def test_an_operator_creates_a_subscription_and_sees_it_listed(sign_in, conn):
     ("fields", "field", "message"),
     [
         ({"recipients": ""}, "recipients", "Enter at least one address."),
-        ({"recipients": "ops@example.com\nnot-an-address"}, "recipients", "not-an-address: "),
-        ({"recipients": "ops@mail.test"}, "recipients", "ops@mail.test: "),
+        (
+            {"recipients": "ops@example.com\nnot-an-address"},
+            "recipients",
+            "“not-an-address”: Value is not",
+        ),
+        ({"recipients": "ops@mail.test"}, "recipients", "“ops@mail.test”: "),
         ({"recipients": ", ".join(f"u{n}@example.com" for n in range(101))}, "recipients", None),
         ({"frequency": "hourly"}, "frequency", "Not a valid choice."),
         ({"weekday": "8"}, "weekday", "Not a valid choice."),

@@ -43,11 +43,16 @@ def show_errors(form: OrganizationChoice, errors: list[dict], fields: dict[str, 
     """Errors of the queue or a model (``{field, message}``, fields as the model names
     them) under the form fields ``fields`` maps them to; the others above the form."""
     mapped = [
-        {"field": fields.get(e["field"], ""), "message": e["message"].removeprefix("Value error, ")}
-        for e in errors
+        {"field": fields.get(e["field"], ""), "message": sentence(e["message"])} for e in errors
     ]
     add_errors(form, [e for e in mapped if e["field"] in form])
     form.form_errors.extend(e["message"] for e in mapped if e["field"] not in form)
+
+
+def sentence(message: str) -> str:
+    """A model's error as a sentence under a field: "Value error, must be ..." -> "Must be ..."."""
+    message = message.removeprefix("Value error, ")
+    return message[:1].upper() + message[1:]
 
 
 def sent_job() -> dict | None:

@@ -65,7 +65,8 @@ def checked(form: DigestSubscriptionForm) -> domain.DigestSubscriptionFields | N
         for error in errors:  # "recipients.3": name the address at fault
             name, _, index = error["field"].partition(".")
             if name == "recipients" and index.isdigit():
-                error.update(field=name, message=f"{addresses[int(index)]}: {error['message']}")
+                address, message = addresses[int(index)], deferred.sentence(error["message"])
+                error.update(field=name, message=f"“{address}”: {message}")
         deferred.show_errors(form, errors, {name: name for name in values})
         return None
     return fields if valid else None
