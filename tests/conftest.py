@@ -8,14 +8,22 @@ import types
 import psycopg
 import pytest
 
-from tests import databases
+from tests import databases, processes
 from webapp import accounts, create_app, db, migrations
 from webapp.store import accounts as account_store
 
 # Settings the suite sets itself; inherited values would make runs differ (and
 # DATABASE_URL must never be touched by tests).
-OWN_NAMES = {"DATABASE_URL", "SECRET_KEY", "PORT", "LOG_LEVEL", "QUEUE_MAX_WAIT_SECONDS"}
+OWN_NAMES = {
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "PORT",
+    "LOG_LEVEL",
+    "QUEUE_MAX_WAIT_SECONDS",
+    "PUBLIC_URL",
+}
 OWN_PREFIXES = ("PROCRASTINATE_", "HOWDAH_", "WEB_", "WORKER_", "DB_", "ORG_", "JOB_", "LOST_JOB_")
+OWN_PREFIXES += ("SMS_", "TELNYX_", "EMAIL_", "SMTP_")
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 TEST_PASSWORD = "correct horse battery staple"
 
@@ -28,6 +36,14 @@ def clean_environ():
             if name in OWN_NAMES or name.startswith(OWN_PREFIXES):
                 mp.delenv(name)
         yield
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """Kill what a test started and left running (see ``processes.started``). Autouse, so
+    set up first and torn down last, after the fixtures that stop their own processes."""
+    yield
+    processes.kill_leftovers()
 
 
 @pytest.fixture(scope="session")

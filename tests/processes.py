@@ -35,10 +35,17 @@ def process_env(**settings: str) -> dict:
     return {"PATH": path, "PYTHONUNBUFFERED": "1", **settings}
 
 
+# Processes started during the running test. tests/conftest.py kills those still running
+# once the test's own fixtures are torn down: a fixture that fails after starting a worker
+# (its server slow to answer, say) never reaches its teardown, and a worker left running
+# would take the jobs of every later test on the same database.
+started: list[subprocess.Popen] = []
+
+
 def start(command: list[str], env: dict, log_path: Path, cwd: Path = ROOT) -> subprocess.Popen:
     """Start a process in its own session, with its output in ``log_path``."""
     with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
+        process = subprocess.Popen(
             command,
             cwd=cwd,
             env=env,
@@ -46,6 +53,24 @@ def start(command: list[str], env: dict, log_path: Path, cwd: Path = ROOT) -> su
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    started.append(process)
+    return process
+
+
+def outlive_the_test(process: subprocess.Popen) -> subprocess.Popen:
+    """Leave ``process`` running after the test that started it (a module's fixture)."""
+    started.remove(process)
+    return process
+
+
+def kill_leftovers() -> list[list[str]]:
+    """Kill the processes of the test that are still running; their commands."""
+    left = [process for process in started if process.poll() is None]
+    for process in left:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    started.clear()
+    return [process.args for process in left]
 
 
 WEB_COMMAND = ["gunicorn", "-c", "python:webapp.gunicorn_conf", "webapp:create_app()"]
@@ -70,7 +95,7 @@ def wait_for(url: str, status: int = 200, timeout: float = 30.0) -> requests.Res
             last = requests.get(url, timeout=2)
             if last.status_code == status:
                 return last
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} did not answer {status} in {timeout}s (last: {last})")

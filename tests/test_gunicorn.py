@@ -28,7 +28,9 @@ def web(migrated_url, tmp_path_factory):
     env = processes.process_env(
         DATABASE_URL=migrated_url, SECRET_KEY=TEST_SECRET, PORT=str(port), WEB_CONCURRENCY="1"
     )
-    process = processes.start_web(env, directory / "web.log", cwd=directory)
+    process = processes.outlive_the_test(
+        processes.start_web(env, directory / "web.log", cwd=directory)
+    )
     processes.wait_for(f"http://127.0.0.1:{port}/healthz")
     yield port, directory / "web.log"
     processes.stop(process)
