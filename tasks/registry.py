@@ -30,8 +30,9 @@ class InvalidPayload(NotRetryable):
 
 
 class TryLater(Exception):
-    """Not a failure of the job: it should run again in ``retry_after`` seconds, and this
-    run does not count against its retries (a rate limit of our own, say)."""
+    """Not a failure of the job: it should run again in ``retry_after`` seconds, whatever
+    its retries so far (a rate limit of our own, say). Procrastinate still counts the run
+    as an attempt, so it leaves fewer retries to a later failure."""
 
     def __init__(self, message: str, retry_after: float):
         super().__init__(message)
