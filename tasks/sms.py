@@ -54,6 +54,10 @@ class AcceptanceNotRecorded(NotRetryable):
     """The provider accepted the message, but the database did not take the record."""
 
 
+class UnknownOrganization(NotRetryable):
+    """The job's organization is gone (or never was): its message has no one to bill."""
+
+
 class SendSlotsTaken(TryLater):
     """The organization's sends are booked further ahead than a run may wait."""
 
@@ -80,9 +84,14 @@ async def send_notification(payload: SmsPayload, context: procrastinate.JobConte
     job_id, connections = context.job.id, pool(context)
     segments = sms_text.count_segments(payload.body).segments
     async with connections.connection() as conn:
-        message = await store.claim_message(
-            conn, job_id, payload.organization_id, provider.name, payload.to, segments
-        )
+        try:
+            message = await store.claim_message(
+                conn, job_id, payload.organization_id, provider.name, payload.to, segments
+            )
+        except psycopg.errors.ForeignKeyViolation:
+            raise UnknownOrganization(
+                f"organization {payload.organization_id} does not exist; nothing was sent"
+            ) from None
     if message["provider_message_id"]:
         return summary(message, repeat=True)
     send_timeout = min(settings["TELNYX_TIMEOUT"], SEND_TIMEOUT_CAP)

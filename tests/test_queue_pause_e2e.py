@@ -50,7 +50,7 @@ def wait_status(conn, job_id, *statuses, timeout=30.0) -> float:
     return time.monotonic() - start
 
 
-def test_a_paused_queue_waits_and_a_resumed_one_runs_at_once(conn, worker):
+def test_a_paused_queue_waits_and_a_resumed_one_runs_at_once(conn, orgs, worker):
     wait_status(conn, insert(conn), "succeeded")  # the worker is up and listening
     sleeper = insert(conn, "diagnostics:sleep", args='{"organization_id": 1, "seconds": 1.5}')
     wait_status(conn, sleeper, "doing")

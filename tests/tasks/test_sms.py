@@ -97,6 +97,17 @@ def test_a_messaging_profile_sends_without_a_from_number(orgs, conn, db_url, tel
     }
 
 
+def test_an_organization_that_does_not_exist_fails_at_once_and_sends_nothing(conn, db_url, telnyx):
+    outcome = run_job(db_url, organization_id=99)
+    assert (outcome.status, outcome.error_class, outcome.retry) == (
+        "failed",
+        "UnknownOrganization",
+        None,
+    )
+    assert outcome.error_message == "organization 99 does not exist; nothing was sent"
+    assert telnyx.received == [] and message(conn) is None
+
+
 def test_an_invalid_number_fails_at_once_with_the_providers_error(orgs, conn, db_url, telnyx):
     telnyx.answer(fake_telnyx.refusal(*fake_telnyx.INVALID_TO))
     outcome = run_job(db_url)
