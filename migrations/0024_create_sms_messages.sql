@@ -7,7 +7,12 @@
 -- status: pending (recorded, not accepted yet); queued, sending, sent, delivered,
 -- delivery_failed, sending_failed, delivery_unconfirmed (the provider's word, from its
 -- answer and its receipts); failed (refused by the provider at once, with error_code
--- and error_message); logged (the console provider, which sends nothing).
+-- and error_message); unknown (a request left but no answer came back: the provider
+-- may have sent it, so it is never sent again); logged (the console provider, which
+-- sends nothing).
+-- send_started_at: set just before a request leaves for the provider, and cleared when
+-- the provider answers with a refusal; a run that finds it set with no provider message
+-- id (its worker was killed mid-request, or the answer never came) does not send again.
 -- status_at: when the latest status happened, by the provider's clock; a receipt older
 -- than it, or the same one replayed, changes nothing.
 -- The body is not kept: the job's arguments hold it until the job is purged.
@@ -22,12 +27,13 @@ CREATE TABLE sms_messages (
     status text NOT NULL DEFAULT 'pending' CHECK (
         status IN (
             'pending', 'queued', 'sending', 'sent', 'delivered', 'delivery_failed',
-            'sending_failed', 'delivery_unconfirmed', 'failed', 'logged'
+            'sending_failed', 'delivery_unconfirmed', 'failed', 'unknown', 'logged'
         )
     ),
     error_code text,
     error_message text,
     created_at timestamptz NOT NULL DEFAULT now(),
+    send_started_at timestamptz,
     accepted_at timestamptz,
     status_at timestamptz,
     updated_at timestamptz NOT NULL DEFAULT now()

@@ -103,6 +103,11 @@ def sms_stats(counts: dict) -> tuple[list[Stat], str]:
     notes = []
     if counts["pending"]:
         notes.append(f"{plural(counts['pending'], 'message')} not accepted by the provider yet")
+    if counts["unknown"]:
+        notes.append(
+            f"{plural(counts['unknown'], 'message')} whose request got no answer (not sent"
+            " again: it may have gone out)"
+        )
     if counts["logged"]:
         notes.append(f"{plural(counts['logged'], 'message')} only logged (console provider)")
     return stats, "; ".join(notes)

@@ -12,6 +12,7 @@ refusal for now (4xx), a lost connection or a timeout fails the run, and the job
 retried with backoff, for the recipients not served yet.
 """
 
+import asyncio
 import datetime
 import os
 from dataclasses import dataclass
@@ -23,11 +24,13 @@ from tasks import digest_schedule, digest_view, mail, queues
 from tasks.maintenance import pool
 from tasks.payloads import DigestPayload
 from tasks.progress import report_progress
-from tasks.registry import Backoff, job_task
+from tasks.registry import Backoff, TryLater, job_task
 from webapp.config import email_settings
 from webapp.store import digests as store
 
 bp = procrastinate.Blueprint()
+
+TIME_LIMIT = 120.0
 
 
 class RecipientsRefused(Exception):
@@ -52,7 +55,7 @@ class MailBackoff(Backoff):
     payload=DigestPayload,
     queue=queues.EMAIL,
     priority=0,
-    time_limit=120,
+    time_limit=TIME_LIMIT,
     retry=MailBackoff(max_retries=4, base=30, cap=1800),
 )
 async def send_digest(payload: DigestPayload, context: procrastinate.JobContext) -> dict:
@@ -70,26 +73,44 @@ async def send_digest(payload: DigestPayload, context: procrastinate.JobContext)
     resumed = sum(1 for r in recipients if r in done)
     retry_later = 0
     report_progress(context, resumed / len(recipients), f"sending {len(recipients)} e-mails")
+    # A send must never be cut by the time limit (its record would be lost, and the
+    # retry would mail that recipient again): stop while a slow send still fits, and go
+    # on in a new run, which skips the recipients on record.
+    stop_at = asyncio.get_running_loop().time() + TIME_LIMIT - 2 * settings["SMTP_TIMEOUT"] - 5
     async with provider.session() as session:
         for recipient in recipients:
             if recipient in done:
                 continue
+            if asyncio.get_running_loop().time() > stop_at:
+                raise TryLater(f"sent {len(done)} of {len(recipients)}; the rest in a new run", 1)
             message = mail.compose(provider.sender, recipient, digest.subject, text, html)
-            outcome = await session.send(message)
+            outcome = await send_and_record(context, session, recipient, message)
             if outcome.kind == "refused" and not outcome.permanent:
                 retry_later += 1
                 continue
-            await record(context, recipient, outcome)
             done[recipient] = outcome.kind
             count, total = len(done), len(recipients)
             report_progress(context, count / total, f"sent {count} of {total} e-mails")
     return outcome_of(provider.name, recipients, done, resumed, retry_later)
 
 
-async def record(context: procrastinate.JobContext, recipient: str, outcome: mail.Outcome) -> None:
-    """Note what became of the job's message to ``recipient``."""
-    async with pool(context).connection() as conn:
-        await store.insert_delivery(conn, context.job.id, recipient, outcome.kind, outcome.code)
+async def send_and_record(context, session, recipient: str, message) -> mail.Outcome:
+    """Send one message and note what became of it (a refusal for now is not noted). A
+    cancellation (a shutdown's abort) waits for both, so no message goes out unrecorded."""
+    work = asyncio.ensure_future(send_one(context, session, recipient, message))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await work
+        raise
+
+
+async def send_one(context, session, recipient: str, message) -> mail.Outcome:
+    outcome = await session.send(message)
+    if outcome.kind != "refused" or outcome.permanent:
+        async with pool(context).connection() as conn:
+            await store.insert_delivery(conn, context.job.id, recipient, outcome.kind, outcome.code)
+    return outcome
 
 
 def outcome_of(

@@ -61,12 +61,24 @@ def masked(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+def ascii_address(address: str) -> str:
+    """The address with its domain in ASCII (IDNA) where its local part is ASCII, which
+    any server takes; otherwise as it is (only an SMTPUTF8 server takes it)."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii() or domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address
+
+
 def compose(sender: str, recipient: str, subject: str, text: str, html: str) -> EmailMessage:
     """One recipient's message: multipart/alternative, the text first, then the HTML."""
     message = EmailMessage()
     message["Subject"] = subject
     message["From"] = sender
-    message["To"] = recipient
+    message["To"] = ascii_address(recipient)
     message["Date"] = email.utils.format_datetime(datetime.datetime.now(datetime.UTC))
     message["Message-ID"] = email.utils.make_msgid(domain=sender.rpartition("@")[2] or None)
     message.set_content(text)
@@ -133,11 +145,15 @@ class SmtpSession:
 
     def send(self, message: EmailMessage) -> Outcome:
         """Send one message to its one recipient."""
-        recipient = message["To"]
+        envelope = message["To"]  # ascii_address'd by compose
         try:
-            self.client.send_message(message, self.settings["SMTP_FROM"], [recipient])
+            self.client.send_message(message, self.settings["SMTP_FROM"], [envelope])
+        except smtplib.SMTPNotSupportedError:
+            # An address that needs SMTPUTF8 (a non-ASCII local part) on a server without
+            # it: this recipient cannot be reached through it, the others still can.
+            return Outcome("refused", 553)
         except smtplib.SMTPRecipientsRefused as exc:
-            code = exc.recipients[recipient][0]
+            code = exc.recipients[envelope][0]
             if code == 421:  # the server closes the connection: nothing more goes on it
                 raise TemporaryFailure("the SMTP server closed the connection: 421") from None
             return Outcome("refused", code)

@@ -15,9 +15,13 @@ A run of ``send_notification``:
    retry (the attempt's error names the provider's message id): a message may then lack
    its record, but it is never sent twice.
 
-What remains: a send that times out after the request left may have been accepted, and
-its retry may send the message again; so may a worker killed between the provider's
-answer and the acceptance's record (its job is run again once found stalled).
+Just before the request leaves, the row notes that a send is under way; the provider's
+answer, a refusal included, clears it. A request that got no answer (a timeout, a
+dropped connection) may have been accepted: the message is recorded as unknown and the
+job fails without a retry. A run that finds the note still set (its worker was killed
+mid-request, then the job recovered) or a job that retries one whose message went out,
+or may have, sends nothing and fails the same way. A message is thus lost rather than
+sent twice when the outcome cannot be known; the job's page and the failures page say so.
 """
 
 import asyncio
@@ -48,6 +52,7 @@ SEND_TIMEOUT_CAP = 10.0
 ACCEPT_RETRY_WAITS = (0.2, 0.5, 1.0, 2.0)
 ACCEPT_TRY_SECONDS = 1.5
 MARGIN_SECONDS = 2.0
+RETRY = Backoff(max_retries=5, base=2, cap=300)
 
 
 class AcceptanceNotRecorded(NotRetryable):
@@ -56,6 +61,10 @@ class AcceptanceNotRecorded(NotRetryable):
 
 class UnknownOrganization(NotRetryable):
     """The job's organization is gone (or never was): its message has no one to bill."""
+
+
+class MaySendTwice(NotRetryable):
+    """An earlier run's request, or an earlier job's, may have sent the message already."""
 
 
 class SendSlotsTaken(TryLater):
@@ -74,7 +83,7 @@ def accept_budget() -> float:
     queue=queues.SMS,
     priority=10,
     time_limit=TIME_LIMIT,
-    retry=Backoff(max_retries=5, base=2, cap=300),
+    retry=RETRY,
 )
 async def send_notification(payload: SmsPayload, context: procrastinate.JobContext) -> dict:
     """Send one SMS notification, once, at its organization's pace."""
@@ -92,12 +101,14 @@ async def send_notification(payload: SmsPayload, context: procrastinate.JobConte
             raise UnknownOrganization(
                 f"organization {payload.organization_id} does not exist; nothing was sent"
             ) from None
-    if message["provider_message_id"]:
-        return summary(message, repeat=True)
+        if message["provider_message_id"]:
+            return summary(message, repeat=True)
+        await refuse_a_second_send(conn, job_id, message)
     send_timeout = min(settings["TELNYX_TIMEOUT"], SEND_TIMEOUT_CAP)
     room = deadline - asyncio.get_running_loop().time() - send_timeout - accept_budget()
     await wait_for_slot(connections, payload.organization_id, room - MARGIN_SECONDS)
-    answer = await send(connections, job_id, provider, payload, send_timeout)
+    last_try = context.job.attempts >= RETRY.max_retries
+    answer = await send(connections, job_id, provider, payload, send_timeout, last_try)
     message = await record_acceptance(connections, job_id, answer) or message
     log.info(
         "SMS of job %s accepted by %s as %s (to %s)",
@@ -138,19 +149,41 @@ async def wait_for_slot(connections, organization_id: int, max_wait: float) -> N
     await asyncio.sleep(wait)
 
 
-async def send(connections, job_id, provider, payload: SmsPayload, timeout: float):
+async def refuse_a_second_send(conn, job_id: int, message: dict) -> None:
+    """Raise ``MaySendTwice`` if the message may have gone out already: an earlier run's
+    request got no answer (or its worker died during it), or a job this one retries had
+    its message accepted, or may have."""
+    problem = None
+    if message["send_started_at"]:
+        problem = "an earlier run's request to the provider got no answer"
+    elif earlier := await store.find_sent_by_an_earlier_job(conn, job_id):
+        problem = f"job {earlier['job_id']}, which this job retries, sent it or may have"
+    if problem:
+        error = f"{problem}; the message may have gone out, so it is not sent again"
+        await store.record_error(conn, job_id, "may_send_twice", error, True, unknown=True)
+        raise MaySendTwice(error)
+
+
+async def send(connections, job_id, provider, payload: SmsPayload, timeout: float, last_try):
     """The provider's acceptance of the message; its refusal recorded and raised."""
+    async with connections.connection() as conn:  # from here on, sent or not is unknown
+        await store.mark_sending(conn, job_id)
     try:
         async with asyncio.timeout(timeout):
             return await provider.send(payload.to, payload.body)
     except TimeoutError:
-        error = sms_providers.ProviderUnavailable("timeout", f"no answer in {timeout:g} s")
-    except (sms_providers.ProviderRefused, sms_providers.ProviderUnavailable) as exc:
+        error = sms_providers.NoAnswer("timeout", f"no answer in {timeout:g} s")
+    except (
+        sms_providers.ProviderRefused,
+        sms_providers.ProviderUnavailable,
+        sms_providers.NoAnswer,
+    ) as exc:
         error = exc
-    final = isinstance(error, NotRetryable)
+    unknown = isinstance(error, sms_providers.NoAnswer)
+    final = last_try or isinstance(error, NotRetryable)
     try:
         async with connections.connection() as conn:
-            await store.record_error(conn, job_id, error.code, error.message, final)
+            await store.record_error(conn, job_id, error.code, error.message, final, unknown)
     except psycopg.Error as exc:  # the provider's answer is what the job reports
         log.warning("job %s: SMS error not recorded: %s", job_id, type(exc).__name__)
     raise error

@@ -69,6 +69,19 @@ class ProviderUnavailable(Exception):
         self.code, self.message, self.retry_after = code, message, retry_after
 
 
+class NoAnswer(NotRetryable):
+    """The request left for the provider and no answer came back: the message may have
+    gone out, so it is not sent again."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}; it may have been sent, so it is not sent again")
+        self.code, self.message = code, message
+
+
+# httpx's errors that prove the request never reached the provider.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
 class SmsProvider(Protocol):
     """What the send task needs of a provider."""
 
@@ -133,9 +146,10 @@ class TelnyxSms:
                     json=self.request_body(to, text),
                     headers=headers,
                 )
-        except httpx.HTTPError as exc:
-            # Sent or not is unknown after a timeout: the retry may send it twice.
-            raise ProviderUnavailable("no_answer", f"{type(exc).__name__}: {exc}") from None
+        except NOT_SENT as exc:  # no connection: the request never left
+            raise ProviderUnavailable("no_connection", f"{type(exc).__name__}: {exc}") from None
+        except httpx.HTTPError as exc:  # it left, and no answer came: sent or not is unknown
+            raise NoAnswer("no_answer", f"{type(exc).__name__}: {exc}") from None
         return accepted(response)
 
 
@@ -153,7 +167,7 @@ def accepted(response: httpx.Response) -> Accepted:
         message_id = data.get("id")
         if not isinstance(message_id, str) or not message_id:
             # It may well have been sent: a retry could send it twice, so none follows.
-            raise ProviderRefused("unreadable_answer", "accepted with no message id; not retried")
+            raise NoAnswer("unreadable_answer", "accepted with no message id")
         return Accepted(message_id[:200], first_status(data))
     code, message = first_error(response)
     if response.status_code in RETRYABLE_STATUSES or response.status_code >= 500:

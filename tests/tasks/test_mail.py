@@ -219,3 +219,33 @@ def test_starttls_that_the_server_does_not_offer_fails_for_good(
     with pytest.raises(mail.PermanentFailure, match="does not support"):
         send(db_url, digest_job)
     assert inbox.envelopes == []
+
+
+def test_an_international_domain_goes_out_in_ascii_and_a_local_part_needing_smtputf8_is_refused(
+    db_url, conn, digest_job, smtp
+):
+    inbox = smtp(enable_SMTPUTF8=False)  # as many servers still do
+    recipients = ["first@example.com", "ops@münchen.de", "用户@example.com", "last@example.com"]
+    with pytest.raises(digests.RecipientsRefused):
+        send(db_url, digest_job, recipients)
+    assert [e.rcpt_tos for e in inbox.envelopes] == [
+        ["first@example.com"],
+        ["ops@xn--mnchen-3ya.de"],
+        ["last@example.com"],
+    ]
+    assert deliveries(conn, digest_job)["用户@example.com"] == ("refused", 553)
+
+
+def test_a_long_list_stops_while_a_send_still_fits_and_goes_on_in_a_new_run(
+    db_url, conn, digest_job, smtp, monkeypatch
+):
+    inbox = smtp()
+    # No room for a send of SMTP_TIMEOUT (5 s here) twice over, and 5 s to spare.
+    monkeypatch.setattr(digests, "TIME_LIMIT", 15.0)
+    with pytest.raises(digests.TryLater) as stopped:
+        send(db_url, digest_job)
+    assert retried(stopped.value, attempts=99)  # always goes on, whatever the attempts
+    assert inbox.envelopes == []
+    monkeypatch.setattr(digests, "TIME_LIMIT", 120.0)
+    send(db_url, digest_job)
+    assert sorted(r for e in inbox.envelopes for r in e.rcpt_tos) == sorted(RECIPIENTS)

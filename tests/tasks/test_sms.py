@@ -169,15 +169,91 @@ def test_a_server_error_is_retried_with_backoff_and_a_later_run_sends(orgs, conn
     assert len(telnyx.received) == 2
 
 
-def test_no_answer_at_all_is_retried(orgs, conn, db_url, monkeypatch):
+def test_no_connection_is_retried(orgs, conn, db_url, monkeypatch):
     monkeypatch.setenv("SMS_PROVIDER", "telnyx")
     monkeypatch.setenv("TELNYX_API_KEY", "k")
     monkeypatch.setenv("TELNYX_FROM", fake_telnyx.FROM)
     monkeypatch.setenv("TELNYX_BASE_URL", "http://127.0.0.1:9/v2")  # discard: nobody listens
     outcome = run_job(db_url)
     assert outcome.error_class == "ProviderUnavailable" and outcome.retry is not None
-    assert outcome.error_message.startswith("no_answer: ConnectError")
-    assert message(conn)["status"] == "pending"
+    assert outcome.error_message.startswith("no_connection: ConnectError")
+    row = message(conn)
+    assert row["status"] == "pending" and row["send_started_at"] is None
+
+
+def test_the_last_try_ends_the_message_as_failed(orgs, conn, db_url, telnyx):
+    telnyx.answer(fake_telnyx.refusal(500, "10007", "Unexpected error", "Try again."))
+    outcome = run_job(db_url, attempts=sms.RETRY.max_retries)
+    assert (outcome.status, outcome.retry) == ("failed", None)
+    assert (message(conn)["status"], message(conn)["error_code"]) == ("failed", "10007")
+
+
+def slow(seconds: float):
+    """An answer that comes after ``seconds``: an acceptance the sender never reads."""
+
+    def answer(body):
+        time.sleep(seconds)
+        return fake_telnyx.acceptance(body)
+
+    return answer
+
+
+def test_a_request_without_an_answer_is_never_sent_again(orgs, conn, db_url, telnyx, monkeypatch):
+    monkeypatch.setenv("TELNYX_TIMEOUT", "1")
+    telnyx.answer(slow(1.5))
+    first = run_job(db_url)
+    assert (first.status, first.error_class, first.retry) == ("failed", "NoAnswer", None)
+    row = message(conn)
+    assert row["status"] == "unknown" and row["send_started_at"] is not None
+    again = run_job(db_url, attempts=1)  # the job run again all the same (say, by hand)
+    assert (again.status, again.error_class) == ("failed", "MaySendTwice")
+    assert len(telnyx.received) == 1
+
+
+def test_a_run_whose_worker_died_mid_request_sends_nothing(orgs, conn, db_url, telnyx):
+    # What a worker killed while its request was out leaves behind: a send under way.
+    conn.execute(
+        "INSERT INTO sms_messages (organization_id, job_id, provider, to_number, segments,"
+        " send_started_at) VALUES (1, 41, 'telnyx', %s, 1, now())",
+        (TO,),
+    )
+    outcome = run_job(db_url, attempts=1)
+    assert (outcome.status, outcome.error_class, outcome.retry) == ("failed", "MaySendTwice", None)
+    assert "may have gone out" in outcome.error_message
+    assert telnyx.received == [] and message(conn)["status"] == "unknown"
+
+
+@pytest.mark.parametrize("earlier_sent", [True, False])
+def test_a_retry_of_a_job_whose_message_went_out_sends_nothing(
+    orgs, conn, db_url, telnyx, earlier_sent
+):
+    original, retry = (
+        conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status)"
+            " VALUES ('sms-notifications', 'sms:send_notification', '{}', %s) RETURNING id",
+            (status,),
+        ).fetchone()[0]
+        for status in ("failed", "doing")
+    )
+    conn.execute(
+        "INSERT INTO job_retries (job_id, retry_job_id) VALUES (%s, %s)", (original, retry)
+    )
+    conn.execute(
+        "INSERT INTO sms_messages (organization_id, job_id, provider, to_number, segments,"
+        " status, send_started_at) VALUES (1, %s, 'telnyx', %s, 1, %s, now())",
+        (original, TO, "unknown" if earlier_sent else "failed"),
+    )
+    if not earlier_sent:  # refused: the provider answered, so no send was under way
+        conn.execute(
+            "UPDATE sms_messages SET send_started_at = NULL WHERE job_id = %s", (original,)
+        )
+    outcome = run_job(db_url, job_id=retry)
+    if earlier_sent:
+        assert (outcome.status, outcome.error_class) == ("failed", "MaySendTwice")
+        assert f"job {original}, which this job retries" in outcome.error_message
+        assert telnyx.received == []
+    else:
+        assert outcome.status == "succeeded" and len(telnyx.received) == 1
 
 
 def test_a_job_run_again_after_acceptance_does_not_send_again(orgs, conn, db_url, telnyx):

@@ -8,7 +8,8 @@ from psycopg.rows import dict_row
 # How the digest groups an SMS's status (migration 0024). "Sent" is every message the
 # provider accepted and has not reported lost, so delivered ones count as sent too;
 # "failed" is refused at once, failed in sending or reported undelivered. Messages
-# still pending, or only logged by the console provider, are neither.
+# still pending, whose outcome is unknown (their request got no answer), or only logged
+# by the console provider, are neither.
 SMS_SENT = ("queued", "sending", "sent", "delivered", "delivery_unconfirmed")
 SMS_DELIVERED = ("delivered",)
 SMS_FAILED = ("failed", "sending_failed", "delivery_failed")
@@ -19,6 +20,7 @@ COUNT_MESSAGES = """
            count(*) FILTER (WHERE status = ANY(%(delivered)s)) AS delivered,
            count(*) FILTER (WHERE status = ANY(%(failed)s)) AS failed,
            count(*) FILTER (WHERE status = 'pending') AS pending,
+           count(*) FILTER (WHERE status = 'unknown') AS unknown,
            count(*) FILTER (WHERE status = 'logged') AS logged
       FROM sms_messages
      WHERE organization_id = %(org)s AND created_at >= %(since)s AND created_at < %(until)s

@@ -28,13 +28,36 @@ ACCEPT = """
     RETURNING *
 """
 
-# A refusal ends the message (status failed); a refusal for now (429, 5xx, no answer)
-# leaves it pending, with the latest error on record until a retry gets through.
+# A refusal, or the last try, ends the message (status failed); a refusal for now (429,
+# 5xx, no connection) leaves it pending, with the latest error on record until a retry
+# gets through. Either way the provider answered, so no request is under way any more.
+# A request that got no answer leaves the message unknown, with its send still marked.
 RECORD_ERROR = """
     UPDATE sms_messages
-    SET status = CASE WHEN %(final)s THEN 'failed' ELSE 'pending' END,
+    SET status = CASE WHEN %(unknown)s THEN 'unknown'
+                      WHEN %(final)s THEN 'failed' ELSE 'pending' END,
+        send_started_at = CASE WHEN %(unknown)s THEN send_started_at END,
         error_code = %(code)s, error_message = %(message)s, updated_at = now()
     WHERE job_id = %(job_id)s AND provider_message_id IS NULL
+"""
+
+MARK_SENDING = """
+    UPDATE sms_messages SET send_started_at = now(), updated_at = now()
+    WHERE job_id = %(job_id)s AND provider_message_id IS NULL
+"""
+
+# The message of a job this one retries (directly or down a chain of retries) that the
+# provider accepted, or may have: a retry must not send it again.
+SENT_BY_AN_EARLIER_JOB = """
+    WITH RECURSIVE earlier (job_id) AS (
+        SELECT job_id FROM job_retries WHERE retry_job_id = %(job_id)s
+        UNION
+        SELECT r.job_id FROM job_retries r JOIN earlier e ON r.retry_job_id = e.job_id
+    )
+    SELECT m.job_id, m.provider_message_id, m.status
+    FROM sms_messages m JOIN earlier USING (job_id)
+    WHERE m.provider_message_id IS NOT NULL OR m.send_started_at IS NOT NULL
+    LIMIT 1
 """
 
 # The organization's next slot: the later of its next free time and now; the one after
@@ -91,11 +114,29 @@ async def record_acceptance(
 
 
 async def record_error(
-    conn: psycopg.AsyncConnection, job_id: int, code: str, message: str, final: bool
+    conn: psycopg.AsyncConnection,
+    job_id: int,
+    code: str,
+    message: str,
+    final: bool,
+    unknown: bool = False,
 ) -> None:
-    """Record the provider's error for a message it has not accepted (``final``: failed)."""
+    """Record why a message was not accepted: ``final``, it failed; ``unknown``, its
+    request got no answer and it may have gone out."""
     params = {"job_id": job_id, "code": code, "message": message, "final": final}
-    await conn.execute(RECORD_ERROR, params)
+    await conn.execute(RECORD_ERROR, {**params, "unknown": unknown})
+
+
+async def mark_sending(conn: psycopg.AsyncConnection, job_id: int) -> None:
+    """Note that the job's request is about to leave for the provider."""
+    await conn.execute(MARK_SENDING, {"job_id": job_id})
+
+
+async def find_sent_by_an_earlier_job(conn: psycopg.AsyncConnection, job_id: int) -> dict | None:
+    """The message of a job this one retries that went out, or may have; None if none."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(SENT_BY_AN_EARLIER_JOB, {"job_id": job_id})
+        return await cur.fetchone()
 
 
 async def reserve_send_slot(
