@@ -5,6 +5,7 @@ valid ``organization_id``.
 """
 
 import datetime
+import re
 from typing import Annotated, Any, Literal
 
 import email_validator
@@ -112,7 +113,10 @@ class SmsPayload(JobPayload):
 
     to: PhoneNumber
     body: str = Field(
-        min_length=1, max_length=1600, pattern=NO_NUL, description="Message text, 1-1,600 chars"
+        min_length=1,
+        max_length=1600,
+        pattern=r"^[^\x00]*[^\s\x00][^\x00]*$",  # not blank, and no NUL (see NO_NUL)
+        description="Message text, 1-1,600 characters, not all blank",
     )
 
 
@@ -130,6 +134,15 @@ class DigestPayload(JobPayload):
         " 2000 to 2100; by default the time the job runs",
         json_schema_extra={"pattern": r"^(20[0-9]{2})-"},
     )
+
+    @field_validator("until", mode="before")
+    @classmethod
+    def a_time_in_text(cls, value: Any) -> Any:
+        """until is RFC 3339 text, as the schema says: not a number of seconds."""
+        written = isinstance(value, str) and re.match(r"[0-9]{4}-", value)
+        if value is not None and not (written or isinstance(value, datetime.datetime)):
+            raise ValueError("until must be an ISO 8601 time with its UTC offset, as text")
+        return value
 
     @field_validator("until")
     @classmethod

@@ -193,9 +193,10 @@ def test_the_rate_limit_holds_across_two_workers_and_spares_other_organizations(
     # (one at each end); more would mean two sends shared a slot.
     spacing = [round(b - a, 3) for a, b in itertools.pairwise(sorted(first))]
     assert busiest_second(first) <= rate + 1, spacing
-    # Paced, not bunched: the backlog took its slots' time (less a gap, should the first
-    # send have left late).
-    assert max(first) - min(first) >= (backlog - 2) / rate, spacing
+    # Paced, not bunched: the backlog took its slots' time. Arrivals trail their slots by
+    # each send's own latency, so a first send that leaves late shortens the span; half a
+    # second allows for that on a loaded machine (a bunched backlog would span ~0 s).
+    assert max(first) - min(first) >= (backlog - 1) / rate - 0.5, spacing
     # The other organization (10 a second) went out while the backlog still waited.
     assert max(second) < max(first) - 2.0, (max(second) - min(first), max(first) - min(first))
     states = conn.execute(

@@ -18,6 +18,7 @@ from flask import Blueprint, current_app, request
 from pydantic import Field
 from werkzeug.exceptions import BadRequest, Forbidden, UnprocessableEntity
 
+from tasks import sms_providers
 from webapp import db, errors, queue, security
 from webapp.store import sms_receipts
 
@@ -152,7 +153,8 @@ def provider_error(message: Message) -> tuple[str | None, str | None]:
         return None, None
     first = message.errors[0]
     words = ": ".join(part for part in (first.title, first.detail) if part)
-    return first.code, words[:MAX_ERROR_MESSAGE] or None
+    # Numbers in the provider's words are cut to their last digits, as the sender's are.
+    return first.code, sms_providers.mask_numbers(words)[:MAX_ERROR_MESSAGE] or None
 
 
 @bp.post("/telnyx")

@@ -51,13 +51,14 @@ def test_a_newer_final_status_replaces_an_older_one(post, message):
 
 
 def test_a_failure_keeps_the_providers_error(post, message):
-    failure = {"code": "40008", "title": "Undeliverable", "detail": "The carrier refused it."}
+    failure = {"code": "40008", "title": "Undeliverable", "detail": "+14155550123 refused it."}
     response = post(event("delivery_failed", DELIVERED_AT, errors=[failure]))
     assert response.json == {"result": "updated", "status": "delivery_failed"}
     row = message()
     assert row["status"] == "delivery_failed"
     assert row["error_code"] == "40008"
-    assert row["error_message"] == "Undeliverable: The carrier refused it."
+    # The number is cut to its last digits, as the sender's errors cut it.
+    assert row["error_message"] == "Undeliverable: …0123 refused it."
 
 
 def test_a_numeric_error_code_and_an_expired_message(post, message):
