@@ -227,6 +227,38 @@ def test_a_pause_holds_beside_caps(db_url, conn, add, workers):
     assert {row["queue_name"] for row in rows} == {"default", "email-digests"}
 
 
+CAP_LOCK = 29395956153804801  # the advisory lock a capped fetch takes (migration 0016)
+
+
+def test_a_pause_that_commits_during_a_fetch_holds_for_jobs_deferred_after_it(
+    db_url, conn, add, workers
+):
+    # A capped fetch reads the pauses, then waits for the cap lock: held here, so that a
+    # pause and a job deferred after it both commit while the fetch is under way.
+    other = psycopg.connect(db_url, autocommit=True)
+    other.execute("SELECT pg_advisory_lock(%s)", (CAP_LOCK,))
+
+    async def fetch_during_the_pause():
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as fetching:
+            loaders.register(fetching)
+            call = asyncio.ensure_future(store.fetch_jobs(fetching, workers[0], None, 10, 5))
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            while conn.execute(waiting).fetchone()[0] == 0:  # the fetch read the pauses
+                await asyncio.sleep(0.01)
+            pause(conn, "default")
+            held = add()
+            other.execute("SELECT pg_advisory_unlock(%s)", (CAP_LOCK,))
+            return held, await call
+
+    try:
+        held, rows = asyncio.run(fetch_during_the_pause())
+    finally:
+        other.close()
+    assert rows == []
+    status = conn.execute("SELECT status::text FROM procrastinate_jobs WHERE id = %s", (held,))
+    assert status.fetchone()[0] == "todo"
+
+
 def rows_read(conn) -> int:
     """Rows of procrastinate_jobs read so far, by any scan (statistics flushed first)."""
     conn.execute("SELECT pg_stat_force_next_flush()")
