@@ -72,6 +72,36 @@ def test_a_chosen_time_in_a_time_zone_schedules_the_job_then(sign_in, conn):
     assert scheduled_at == local.replace(tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
 
 
+def skipped_local_time(zone: str) -> datetime.datetime:
+    """The next 02:30 that the clocks of ``zone`` skip, within the schedule's year."""
+    tz = zoneinfo.ZoneInfo(zone)
+    today = datetime.date.today()
+    for days in range(2, 360):
+        local = datetime.datetime.combine(
+            today + datetime.timedelta(days=days), datetime.time(2, 30)
+        )
+        back = local.replace(tzinfo=tz).astimezone(datetime.UTC).astimezone(tz)
+        if back.replace(tzinfo=None) != local:
+            return local
+    raise AssertionError(f"{zone} skips no 02:30 in the coming year")
+
+
+def test_a_time_the_clocks_skip_is_refused(sign_in, conn):
+    local = skipped_local_time("Europe/Paris")
+    response = send(
+        sign_in("operator"),
+        when="later",
+        run_at=local.strftime("%Y-%m-%dT%H:%M"),
+        time_zone="Europe/Paris",
+    )
+    assert response.status_code == 400
+    assert errors_of(response.get_data(as_text=True), "run_at") == [
+        f"{local:%Y-%m-%d %H:%M} does not exist in Europe/Paris: the clocks skip it."
+        " Choose another."
+    ]
+    assert jobs(conn) == []
+
+
 @pytest.mark.parametrize(
     ("fields", "field", "message"),
     [

@@ -43,7 +43,19 @@ def local_run_at(form: SendSmsForm) -> datetime.datetime | None:
     if problem:
         add_errors(form, [{"field": "time_zone", "message": problem}])
         return None
-    return form.run_at.data.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+    chosen = form.run_at.data.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+    if not exists(chosen):
+        problem = f"{form.run_at.data:%Y-%m-%d %H:%M} does not exist in {zone}: the clocks"
+        add_errors(form, [{"field": "run_at", "message": f"{problem} skip it. Choose another."}])
+        return None
+    return chosen
+
+
+def exists(moment: datetime.datetime) -> bool:
+    """Whether a wall-clock time happens in its zone: one in the hour skipped when the
+    clocks go forward comes back from UTC as another time."""
+    back = moment.astimezone(datetime.UTC).astimezone(moment.tzinfo)
+    return back.replace(tzinfo=None) == moment.replace(tzinfo=None)
 
 
 def schedule(form: SendSmsForm) -> JobOptions | None:
