@@ -7,13 +7,13 @@ from ``webapp/gunicorn_conf.py`` or on first use).
 
 import logging
 import os
-import select
 import threading
 
 import psycopg
 import psycopg_pool
 from flask import Flask, current_app, g
 
+from webapp import connections
 from webapp.store import loaders
 
 log = logging.getLogger(__name__)
@@ -36,14 +36,8 @@ def _configure(conn: psycopg.Connection) -> None:
 
 
 def check_connection(conn: psycopg.Connection) -> None:
-    """Check a connection before lending it, with a round trip only when it may be dead.
-
-    An idle connection's socket has nothing to read unless the server closed it
-    (a restart, a terminated backend) or sent a notice; only then is the usual
-    round-trip check worth its cost on every request.
-    """
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
+    """Check a connection before lending it, with a round trip only when it may be dead."""
+    if connections.may_be_closed(conn):
         psycopg_pool.ConnectionPool.check_connection(conn)
 
 

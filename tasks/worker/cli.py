@@ -20,6 +20,7 @@ import psycopg_pool
 
 from tasks.app import app
 from tasks.worker.runner import Settings, Worker
+from webapp import connections
 from webapp.config import worker_flag_settings, worker_settings
 from webapp.store import loaders
 
@@ -93,6 +94,13 @@ def connect_kwargs(settings: dict) -> dict:
     }
 
 
+async def check_connection(conn) -> None:
+    """Before lending a connection: a round trip only when its socket says it may be
+    dead. A connection that dies unseen fails its statement, which every part retries."""
+    if connections.may_be_closed(conn):
+        await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+
+
 async def configure(conn) -> None:
     """Pool connections run in autocommit and read any row PostgreSQL can hold."""
     await conn.set_autocommit(True)
@@ -107,7 +115,7 @@ def build_pool(settings: dict) -> psycopg_pool.AsyncConnectionPool:
         max_size=settings["DB_POOL_MAX_SIZE"],
         kwargs=connect_kwargs(settings),
         configure=configure,
-        check=psycopg_pool.AsyncConnectionPool.check_connection,
+        check=check_connection,
         timeout=POOL_TIMEOUT,
         reconnect_timeout=POOL_RECONNECT_TIMEOUT,
         name="howdah-worker",
