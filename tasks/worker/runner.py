@@ -39,6 +39,9 @@ from webapp.store import worker as store
 log = logging.getLogger("tasks.worker")
 
 MIN_FETCH_GAP = 0.01  # notifications wake a lane at most every 10 ms after an empty fetch
+# A lane with fewer than half its slots free while jobs run waits this long before it
+# fetches: quick jobs end meanwhile, and their slots are filled by one fetch, not several.
+FETCH_GATHER = 0.002
 
 
 @dataclass
@@ -220,6 +223,8 @@ class Worker:
         """Fill the lane's free slots, then wait for news, a free slot or the poll."""
         backoff = BackoffTimer()
         while not self.stopping.is_set():
+            if lane.busy and 0 < lane.free * 2 < lane.slots:
+                await asyncio.sleep(FETCH_GATHER)
             wanted = lane.free
             if wanted == 0:
                 await self._wait_for_news(lane, None)
