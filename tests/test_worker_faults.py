@@ -285,6 +285,53 @@ def test_a_stop_during_a_lock_leaves_the_outcome_on_record_and_the_job_ends_once
     assert_each_ended_once(cluster, [job_id])
 
 
+def test_a_worker_killed_with_every_slot_full_and_statuses_unwritten(cluster):
+    """SIGKILL while a full fetch runs: half its jobs ended, their outcomes recorded but
+    their statuses held back by a lock, the other half still running. Recovery applies
+    the recorded outcomes (those jobs never run again) and runs the others once more."""
+    doomed = cluster.start_worker("--concurrency", "8")
+    quick_args = json.dumps({"organization_id": 1, "seconds": 2})
+    quick = cluster.add_jobs(4, task="diagnostics:sleep", args=quick_args)
+    slow_args = json.dumps({"organization_id": 1, "seconds": 8})
+    slow = cluster.add_jobs(4, task="diagnostics:sleep", args=slow_args)
+    wait_until(lambda: cluster.count(quick + slow, "doing") == 8, 30, "every slot to fill")
+    waiting = cluster.add_jobs(20)  # behind the full slots: never taken by this worker
+    with table_lock(cluster, 6), cluster.connect() as conn:
+
+        def recorded():
+            return conn.execute(
+                "SELECT count(*) FROM job_attempts WHERE job_id = ANY(%s)", (quick,)
+            ).fetchone()[0]
+
+        wait_until(lambda: recorded() == 4, 10, "the quick jobs' outcomes to be recorded")
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(10)
+        cluster.workers.remove(doomed)
+        # Its backends would still run the status write queued behind the lock, as they
+        # do when a worker dies mid-statement; a host that vanished takes them along.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'howdah-worker'"
+        )
+    assert cluster.count(quick + slow, "doing") == 8, "the statuses were written before the kill"
+    cluster.start_worker()
+    cluster.wait_done(quick + slow + waiting, timeout=120)
+    assert_each_ended_once(cluster, quick + waiting)
+    with cluster.connect() as conn:
+        runs = conn.execute(
+            "SELECT job_id, array_agg(outcome ORDER BY attempt) FROM job_attempts"
+            " WHERE job_id = ANY(%s) GROUP BY job_id",
+            (slow,),
+        ).fetchall()
+        ends = conn.execute(
+            "SELECT count(*) FROM procrastinate_events WHERE job_id = ANY(%s)"
+            " AND type IN ('succeeded', 'failed', 'aborted', 'cancelled')",
+            (slow,),
+        ).fetchone()[0]
+    assert sorted(runs) == [(job_id, ["lost", "succeeded"]) for job_id in sorted(slow)]
+    assert ends == len(slow)
+
+
 def test_rows_written_around_the_api_fail_alone(cluster, make_app):
     bad = {
         "bc": ("diagnostics:noop", NOOP, "0001-01-01T00:00:00+14:00"),
