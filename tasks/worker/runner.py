@@ -14,6 +14,7 @@ reconciliation) retries database failures with backoff, reported once through
 """
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
@@ -39,8 +40,9 @@ from webapp.store import worker as store
 log = logging.getLogger("tasks.worker")
 
 MIN_FETCH_GAP = 0.01  # notifications wake a lane at most every 10 ms after an empty fetch
-# A lane with fewer than half its slots free while jobs run waits this long before it
-# fetches: quick jobs end meanwhile, and their slots are filled by one fetch, not several.
+# A lane with fewer than half its slots free while jobs run waits up to this long for
+# half to be free before it fetches: quick jobs end meanwhile, and one fetch fills their
+# slots instead of several. Slow jobs' slots wait at most this long.
 FETCH_GATHER = 0.002
 
 
@@ -223,8 +225,7 @@ class Worker:
         """Fill the lane's free slots, then wait for news, a free slot or the poll."""
         backoff = BackoffTimer()
         while not self.stopping.is_set():
-            if lane.busy and 0 < lane.free * 2 < lane.slots:
-                await asyncio.sleep(FETCH_GATHER)
+            await self._gather_free_slots(lane)
             wanted = lane.free
             if wanted == 0:
                 await self._wait_for_news(lane, None)
@@ -239,6 +240,17 @@ class Worker:
                 if taken == 0:
                     lane.found_nothing_at = time.monotonic()
                 await self._wait_for_news(lane, self.settings.poll_interval)
+
+    async def _gather_free_slots(self, lane: Lane) -> None:
+        """See ``FETCH_GATHER``."""
+        deadline = time.monotonic() + FETCH_GATHER
+        while 0 < lane.free * 2 < lane.slots and not self.stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            lane.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lane.wake.wait(), left)
 
     async def _wait_for_news(self, lane: Lane, timeout: float | None) -> None:
         waits = [asyncio.create_task(lane.wake.wait()), asyncio.create_task(self.stopping.wait())]
