@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # run on one worker, one after another (the fault tests must not load each other).
 TEST_WORKERS ?= 4
 
-.PHONY: run test lint release clean
+.PHONY: run test lint bench release clean
 
 run: $(VENV)/.installed
 	$(BIN)/python -m webapp.devserver
@@ -23,6 +23,10 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Every benchmark, side by side, 3 runs; writes bench/RESULTS.md (bench/README.md).
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run
 
 # Apply migrations to DATABASE_URL (what the Procfile's release line does).
 release: $(VENV)/.installed
@@ -43,6 +47,10 @@ $(VENV)/.installed: $(BIN)/python setup.cfg setup.py pyproject.toml
 $(VENV)/.installed-test: $(BIN)/python setup.cfg setup.py pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-bench: $(BIN)/python setup.cfg setup.py pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	@touch $@ $(VENV)/.installed-test $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info build dist

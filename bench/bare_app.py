@@ -1,5 +1,6 @@
-"""Bare Procrastinate, for side-by-side comparisons: one no-op task, no Howdah code."""
+"""Bare Procrastinate, for side-by-side comparisons: a no-op task, a sleep, no Howdah code."""
 
+import asyncio
 import os
 
 import procrastinate
@@ -14,3 +15,9 @@ app = procrastinate.App(
 @app.task(name="bench:noop", queue="default")
 async def noop(**kwargs) -> None:
     """Do nothing."""
+
+
+@app.task(name="bench:sleep", queue="default")
+async def sleep(seconds: float, **kwargs) -> None:
+    """Await ``seconds`` of simulated I/O."""
+    await asyncio.sleep(seconds)

@@ -101,9 +101,11 @@ def drain_once(side: Side, run: int) -> float:
     with side_database(side) as url:
         bench_worker.fill(url, tasks.app.app, noop.name)
         command = [harness.PYTHON, "-m", "tasks.worker"]
-        return bench_worker.drain(
-            url, command, f"rollup-{side.label}-{run}", side.root, **side.settings
+        settings = {"WORKER_CONCURRENCY": str(bench_worker.NOOP_CONCURRENCY), **side.settings}
+        drained = bench_worker.drain(
+            url, command, f"rollup-{side.label}-{run}", side.root, **settings
         )
+        return drained["per_second"]
 
 
 def compare(on: Side, off: Side, runs: int = RUNS, log=print) -> dict:
