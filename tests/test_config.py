@@ -105,6 +105,23 @@ def test_worker_settings_need_no_secret_and_split_queues():
     assert settings["WORKER_SHUTDOWN_TIMEOUT"] == 30.0
 
 
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [("0", "at least 1"), ("65", "at most 64"), ("two", "whole number")],
+)
+def test_worker_processes_are_bounded(raw, fragment):
+    with pytest.raises(config.ConfigError) as caught:
+        config.worker_flag_settings({"WORKER_PROCESSES": raw})
+    assert caught.value.name == "WORKER_PROCESSES"
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, 1), ("", 1), (" 4 ", 4), ("64", 64)])
+def test_worker_processes_default_to_one(raw, expected):
+    environ = {} if raw is None else {"WORKER_PROCESSES": raw}
+    assert config.worker_flag_settings(environ)["WORKER_PROCESSES"] == expected
+
+
 def test_worker_settings_require_database_url():
     with pytest.raises(config.ConfigError, match="DATABASE_URL is required"):
         config.worker_settings({})

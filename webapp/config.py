@@ -14,6 +14,11 @@ ENVIRONMENTS = ("production", "development")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEV_SECRET_KEY = "howdah-development-only-secret"  # noqa: S105 - used only when HOWDAH_ENV=development
 
+# Worker processes one command may run (``--processes``): each holds its own connections,
+# so a typo such as 200 would take more than PostgreSQL's default 100 connections many
+# times over; a host with more cores than this runs several commands.
+MAX_WORKER_PROCESSES = 64
+
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
@@ -54,8 +59,14 @@ def parse_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(name, f"must be a boolean (true/false), got {raw!r}")
 
 
-def parse_int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    """Read a whole number no smaller than ``minimum``."""
+def parse_int(
+    environ: Mapping[str, str],
+    name: str,
+    default: int,
+    minimum: int = 0,
+    maximum: int | None = None,
+) -> int:
+    """Read a whole number from ``minimum`` to ``maximum`` (None: no upper bound)."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default
@@ -65,6 +76,8 @@ def parse_int(environ: Mapping[str, str], name: str, default: int, minimum: int 
         raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(name, f"must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(name, f"must be at most {maximum}, got {value}")
     return value
 
 
@@ -317,6 +330,9 @@ def worker_flag_settings(environ: Mapping[str, str]) -> dict:
         "WORKER_QUEUES": queues,
         "WORKER_NAME": environ.get("WORKER_NAME", "").strip() or None,
         "WORKER_SHUTDOWN_TIMEOUT": parse_seconds(environ, "WORKER_SHUTDOWN_TIMEOUT", 30.0),
+        "WORKER_PROCESSES": parse_int(
+            environ, "WORKER_PROCESSES", 1, minimum=1, maximum=MAX_WORKER_PROCESSES
+        ),
     }
 
 
