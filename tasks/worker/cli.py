@@ -1,11 +1,13 @@
 """``python -m tasks.worker``: run Howdah's jobs from DATABASE_URL.
 
 Flags override the environment (WORKER_CONCURRENCY, WORKER_QUEUES, WORKER_NAME,
-WORKER_SHUTDOWN_TIMEOUT). New jobs arrive by LISTEN/NOTIFY; retried and
+WORKER_SHUTDOWN_TIMEOUT, WORKER_PROCESSES). New jobs arrive by LISTEN/NOTIFY; retried and
 rescheduled ones are polled for every WORKER_POLL_INTERVAL seconds. SIGTERM or
 SIGINT stops taking jobs and lets running ones finish for up to the shutdown
 timeout, then aborts them (they are retried later) and exits 0; a second signal
 aborts them at once. The worker waits out database outages; any other exit is 1.
+With ``--processes N`` above 1, this process only starts N such workers, passes
+stops on to them and waits for them (see ``supervisor``).
 """
 
 import argparse
@@ -19,9 +21,10 @@ from collections.abc import Sequence
 import psycopg_pool
 
 from tasks.app import app
+from tasks.worker import supervisor
 from tasks.worker.runner import Settings, Worker
 from webapp import connections
-from webapp.config import worker_flag_settings, worker_settings
+from webapp.config import MAX_WORKER_PROCESSES, worker_flag_settings, worker_settings
 from webapp.store import loaders
 
 log = logging.getLogger("tasks.worker")
@@ -76,12 +79,26 @@ def parse_args(argv: Sequence[str], settings: dict) -> argparse.Namespace:
         default=settings["WORKER_SHUTDOWN_TIMEOUT"],
         help="seconds running jobs get after SIGTERM (WORKER_SHUTDOWN_TIMEOUT)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=settings["WORKER_PROCESSES"],
+        help="worker processes to run, each with --concurrency slots and its own"
+        " connections (WORKER_PROCESSES)",
+    )
+    # Set by the parent of ``--processes N`` on each child: the pipe its orders come on.
+    parser.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.concurrency < 1:
         parser.error("--concurrency must be at least 1")
     if options.shutdown_timeout < 0:
         parser.error("--shutdown-timeout must not be negative")
-    options.name = options.name or f"{socket.gethostname()}:{os.getpid()}"
+    if not 1 <= options.processes <= MAX_WORKER_PROCESSES:
+        parser.error(f"--processes must be from 1 to {MAX_WORKER_PROCESSES}")
+    if options.supervisor_fd is not None and options.processes != 1:
+        parser.error("--supervisor-fd is for one process of --processes N")
+    if options.processes == 1:  # the children of --processes N each name themselves
+        options.name = options.name or f"{socket.gethostname()}:{os.getpid()}"
     return options
 
 
@@ -134,6 +151,7 @@ async def run(options: argparse.Namespace, settings: dict) -> int:
         org_max_running=settings["ORG_MAX_RUNNING"],
         database_url=settings["DATABASE_URL"],
         connect_kwargs=connect_kwargs(settings),
+        supervisor_fd=options.supervisor_fd,
     )
     cap = settings["ORG_MAX_RUNNING"]
     if cap is None or cap >= options.concurrency:
@@ -147,8 +165,10 @@ async def run(options: argparse.Namespace, settings: dict) -> int:
         return await Worker(app, pool, worker_config).run()
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(level: str, several: bool = False) -> None:
+    # Several processes share one output: each line then names its process.
+    pid = " [%(process)d]" if several else ""
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s{pid} %(name)s: %(message)s")
     # The worker reports outages itself, once; the pool would log every reconnection
     # attempt, psycopg every query it could not cancel on a dead connection, and
     # Procrastinate every periodic defer.
@@ -161,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse settings and flags, configure logging, run."""
     # The flags first: --help and a bad flag need no database settings.
     options = parse_args(sys.argv[1:] if argv is None else argv, worker_flag_settings(os.environ))
+    # Checked in the parent of --processes N too, so that a bad setting stops it once.
     settings = worker_settings(os.environ)
-    configure_logging(settings["LOG_LEVEL"])
+    several = options.processes > 1 or options.supervisor_fd is not None
+    configure_logging(settings["LOG_LEVEL"], several)
+    if options.processes > 1:
+        return supervisor.Supervisor(options).run()
     return asyncio.run(run(options, settings))

@@ -31,7 +31,7 @@ import psycopg_pool
 from procrastinate.job_context import AbortReason
 
 from tasks import queues as queue_names
-from tasks.worker import chores, execution, shutdown
+from tasks.worker import chores, execution, shutdown, supervisor
 from tasks.worker.availability import Availability, BackoffTimer
 from tasks.worker.completer import Completer
 from tasks.worker.control import ControlConnection, channel, channels_for
@@ -58,6 +58,7 @@ class Settings:
     org_max_running: int | None
     database_url: str
     connect_kwargs: dict = field(default_factory=dict)
+    supervisor_fd: int | None = None  # orders from the parent of ``--processes N``
 
 
 @dataclass(eq=False)
@@ -139,6 +140,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        if self.settings.supervisor_fd is not None:
+            loop.add_reader(self.settings.supervisor_fd, self._heed_supervisor)
         try:
             await self._register()
             if self.worker_id is None:
@@ -164,21 +167,40 @@ class Worker:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            if self.settings.supervisor_fd is not None:
+                loop.remove_reader(self.settings.supervisor_fd)
         return 1 if self.failure else 0
 
     def request_stop(self) -> None:
-        """First signal: stop taking jobs and let running ones finish. Second: abort them."""
-        if self.stopping.is_set():
+        """A stop signal. First: stop taking jobs and let running ones finish. Second: abort
+        them. Under ``--processes N``, the parent's orders alone abort: a terminal or a
+        platform may signal every process besides the parent, whose stop then arrives too,
+        and the two are one stop."""
+        supervised = self.settings.supervisor_fd is not None
+        self.stop(abort=self.stopping.is_set() and not supervised)
+
+    def stop(self, abort: bool = False) -> None:
+        """Stop taking jobs and let running ones finish; with ``abort``, abort them now."""
+        if not self.stopping.is_set():
+            log.info(
+                "stop requested: %d jobs running, waiting up to %g s for them",
+                len(self.running),
+                self.settings.shutdown_timeout,
+                extra={"action": "worker_stopping"},
+            )
+            self.stopping.set()
+        if abort and not self.forced.is_set():
             log.warning("second stop request: aborting running jobs now")
             self.forced.set()
-            return
-        log.info(
-            "stop requested: %d jobs running, waiting up to %g s for them",
-            len(self.running),
-            self.settings.shutdown_timeout,
-            extra={"action": "worker_stopping"},
-        )
-        self.stopping.set()
+
+    def _heed_supervisor(self) -> None:
+        """An order from the parent process; the end of its pipe (the parent died) is a stop."""
+        order = supervisor.read_order(self.settings.supervisor_fd)
+        if order == supervisor.GONE:
+            asyncio.get_running_loop().remove_reader(self.settings.supervisor_fd)
+            log.warning("the parent process is gone; stopping", extra={"action": "orphaned"})
+        if order is not None:
+            self.stop(abort=order == supervisor.ABORT)
 
     def _spawn(self, coroutine, name: str) -> asyncio.Task:
         task = asyncio.create_task(coroutine, name=name)
