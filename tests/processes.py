@@ -1,5 +1,6 @@
 """Start Howdah's real processes (gunicorn, the worker, make run's launcher) for tests."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -64,10 +65,12 @@ def outlive_the_test(process: subprocess.Popen) -> subprocess.Popen:
 
 
 def kill_leftovers() -> list[list[str]]:
-    """Kill the processes of the test that are still running; their commands."""
-    left = [process for process in started if process.poll() is None]
+    """Kill the processes of the test that are still running, with the children they
+    started (even those a killed parent left behind); their commands."""
+    left = [p for p in started if p.poll() is None or group_members(p.pid)]
     for process in left:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # its last member ended meanwhile
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     started.clear()
     return [process.args for process in left]
@@ -115,6 +118,20 @@ def exchange(port: int, data: bytes) -> tuple[int, dict[str, str], bytes, bytes]
         body = answer.read(int(headers.get("content-length", 0)))
         sock.shutdown(socket.SHUT_WR)
         return status, headers, body, answer.read()
+
+
+def group_members(pgid: int) -> set[int]:
+    """The live processes of process group ``pgid`` (a process started by ``start`` leads
+    its own); a zombie, dead but not yet reaped by whoever adopted it, is not counted."""
+    members = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended while we looked
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.add(int(stat.parent.name))
+    return members
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
