@@ -11,5 +11,6 @@ def may_be_closed(conn: psycopg.BaseConnection) -> bool:
     It has nothing unless the server closed it (a restart, a terminated backend) or
     sent a notice; only then is the usual round-trip check worth its cost.
     """
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    return bool(readable)
+    poller = select.poll()  # select.select refuses descriptors from 1024 up
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
