@@ -139,6 +139,22 @@ def test_a_killed_child_stops_the_other_gracefully_and_fails_the_command(start, 
     assert f"(pid {victim}) was killed by SIGKILL unasked; stopping the other" in log
 
 
+def test_a_child_stopped_by_its_own_signal_stops_the_command_cleanly(start, conn, tmp_path):
+    # A tool that signals the children before their parent: each stop is a stop, not a crash.
+    parent = start("--processes", "2", "--shutdown-timeout", "10")
+    workers = wait_for_workers(conn, 2)
+    (job_id,) = defer(conn, "diagnostics:sleep", seconds=1)
+    running_on = workers[wait_status(conn, job_id, "doing")["worker_id"]]["pid"]
+    (other,) = {w["pid"] for w in workers.values()} - {running_on}
+
+    os.kill(other, signal.SIGTERM)
+    assert parent.wait(timeout=30) == 0
+    assert not processes.group_members(parent.pid)
+    assert wait_status(conn, job_id, "succeeded", timeout=1)["attempts"] == 1
+    assert all(stopped_cleanly(conn, pid) for pid in (running_on, other))
+    assert f"(pid {other}) exited with status 0: stopped by a signal of its own" in log_of(tmp_path)
+
+
 def test_children_stop_gracefully_when_the_parent_is_killed(start, conn):
     parent = start("--processes", "2")
     workers = wait_for_workers(conn, 2)

@@ -13,10 +13,12 @@ also arrived. The pipe also tells a child that its parent died, even of SIGKILL:
 child reads its end as a stop. Unlike ``PR_SET_PDEATHSIG``, the end of a pipe cannot be
 missed by a child still starting up, and it names no process id the system could reuse.
 
-A child that exits on its own (a crash, any status, a SIGKILL) fails the command: the
-parent logs it once, stops the others gracefully and exits 1, so that the platform
-restarts the whole command under its own restart policy and alerting, as it would a
-single worker. A stopped command exits 0 if every child did.
+A child that exits on its own with a failure (a crash, a non-zero status, a SIGKILL)
+fails the command: the parent logs it once, stops the others gracefully and exits 1, so
+that the platform restarts the whole command under its own restart policy and alerting,
+as it would a single worker. A child that exits 0 was stopped by a signal sent to it alone (a worker
+exits 0 only when asked to): the parent stops the others and the command ends as after a
+stop. A stopped command exits 0 if every child did.
 """
 
 import contextlib
@@ -185,7 +187,15 @@ class Supervisor:
             if child.reported or child.process.returncode is None:
                 continue
             child.reported = True
-            if self.deadline is None:
+            if self.deadline is None and child.process.returncode == 0:
+                # A worker exits 0 only when asked to stop: a signal reached it first.
+                log.info(
+                    "%s: stopped by a signal of its own; stopping the other worker processes",
+                    child.describe(),
+                    extra={"action": "supervisor_child_stopped"},
+                )
+                self._stop_children()
+            elif self.deadline is None:
                 self.failed = True
                 log.error(
                     "%s unasked; stopping the other worker processes, then exiting 1",
