@@ -6,6 +6,7 @@ Nothing here runs at import time: entry points call ``web_settings`` or
 
 import base64
 import binascii
+import math
 from collections.abc import Mapping
 
 import psycopg.conninfo
@@ -90,8 +91,8 @@ def parse_seconds(environ: Mapping[str, str], name: str, default: float) -> floa
         value = float(raw)
     except ValueError:
         raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
-    if not value > 0:
-        raise ConfigError(name, f"must be greater than 0, got {raw!r}")
+    if not 0 < value < math.inf:
+        raise ConfigError(name, f"must be a finite number greater than 0, got {raw!r}")
     return value
 
 

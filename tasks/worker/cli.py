@@ -13,6 +13,7 @@ stops on to them and waits for them (see ``supervisor``).
 import argparse
 import asyncio
 import logging
+import math
 import os
 import socket
 import sys
@@ -91,8 +92,8 @@ def parse_args(argv: Sequence[str], settings: dict) -> argparse.Namespace:
     options = parser.parse_args(argv)
     if options.concurrency < 1:
         parser.error("--concurrency must be at least 1")
-    if options.shutdown_timeout < 0:
-        parser.error("--shutdown-timeout must not be negative")
+    if not 0 <= options.shutdown_timeout < math.inf:  # nan fails this too
+        parser.error("--shutdown-timeout must be a finite number of seconds, 0 or more")
     if not 1 <= options.processes <= MAX_WORKER_PROCESSES:
         parser.error(f"--processes must be from 1 to {MAX_WORKER_PROCESSES}")
     if options.supervisor_fd is not None and options.processes != 1:

@@ -49,7 +49,9 @@ def test_flags_override_the_environment():
     ("args", "message"),
     [
         (["-c", "0"], "--concurrency must be at least 1"),
-        (["--shutdown-timeout", "-1"], "--shutdown-timeout must not be negative"),
+        (["--shutdown-timeout", "-1"], "--shutdown-timeout must be a finite number"),
+        (["--shutdown-timeout", "nan"], "--shutdown-timeout must be a finite number"),
+        (["--shutdown-timeout", "inf"], "--shutdown-timeout must be a finite number"),
         (["-c", "many"], "invalid int value: 'many'"),
         (["--processes", "0"], "--processes must be from 1 to 64"),
         (["--processes", "65"], "--processes must be from 1 to 64"),
