@@ -32,6 +32,8 @@ HEADERS = {
 }
 # On everything but static files: pages and API answers may hold a tenant's data.
 NO_STORE = {"Cache-Control": "no-store"}
+STATIC_HEADERS = tuple(HEADERS.items())
+PAGE_HEADERS = (*STATIC_HEADERS, *NO_STORE.items())
 
 
 # The HTML forms hold a few short fields. Every body is refused (413) past
@@ -54,7 +56,23 @@ class JSONProvider(DefaultJSONProvider):
 
 
 class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, with the Secure flag whenever the request is HTTPS."""
+    """Flask's signed-cookie sessions, with the Secure flag whenever the request is HTTPS.
+
+    A request that sends no cookie (an API call with a token, say) gets an empty session
+    without building the cookie's signer, and an empty session left unchanged is not
+    saved: what Flask's own does in either case, without the work it does first.
+    """
+
+    def open_session(self, app: Flask, request):
+        if app.secret_key and "HTTP_COOKIE" not in request.environ:
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session, response) -> None:
+        if session or session.modified:
+            super().save_session(app, session, response)
+        elif session.accessed:
+            response.vary.add("Cookie")
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure or super().get_cookie_secure(app)
@@ -108,9 +126,10 @@ def widen_form_limits():
 def add_headers(response):
     """Security headers on every response, no caching of anything but static files, and
     flask-login's remember cookie Secure over HTTPS."""
-    uncached = NO_STORE if request.endpoint != "static" else {}
-    for name, value in {**HEADERS, **uncached}.items():
-        response.headers.setdefault(name, value)
+    present = {name.lower() for name, _ in response.headers.items()}
+    for name, value in STATIC_HEADERS if request.endpoint == "static" else PAGE_HEADERS:
+        if name.lower() not in present:  # one pass: setdefault scans the headers each time
+            response.headers.add(name, value)
     if request.is_secure:
         cookies = response.headers.getlist("Set-Cookie")
         response.headers.remove("Set-Cookie")
