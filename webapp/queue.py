@@ -139,7 +139,7 @@ class QueueService:
         ``organization_id``, when given, is the only organization the job may belong to;
         ``platform`` says the caller is a platform admin, who may defer any task.
         """
-        spec = tasks.app.deferrable().get(task_name)
+        spec = tasks.app.spec(task_name)
         if spec is not None and spec.platform_only and not platform:
             raise TaskNotAllowed(task_name)
         if spec is None:
@@ -293,7 +293,7 @@ class QueueService:
             raise InvalidState(
                 f"this job was retried already, as job {job['retried_as']}; retry that one"
             )
-        spec = tasks.app.deferrable().get(job["task_name"])
+        spec = tasks.app.spec(job["task_name"])
         if spec is not None and spec.platform_only and not platform:
             raise TaskNotAllowed(job["task_name"])
         conn = db.get_conn()
