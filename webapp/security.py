@@ -90,15 +90,24 @@ def read_body(limit: int) -> bytes:
     return body
 
 
-def bound_chunked_body():
-    """Read a chunked body to its bound before anything parses it (the API's JSON
-    endpoints bound theirs themselves, with their own limits)."""
+def bound_form_bodies():
+    """Before the CSRF check parses a form: read a chunked body to its bound, then raise
+    the limits for a ``wide_form`` view. The API's JSON endpoints bound their bodies
+    themselves, with their own limits, and have no forms: nothing to do for them."""
+    if request.path.startswith("/api/"):
+        return
     chunked = (
         request.content_length is None
         and "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     )
-    if chunked and not request.path.startswith("/api/"):
+    if chunked:
         read_body(MAX_BODY_BYTES)
+    view = current_app.view_functions.get(request.endpoint)
+    setting = getattr(view, "form_limit_setting", None)
+    if setting is not None:
+        limit = current_app.config[setting] * 3 + MAX_FORM_FIELD_BYTES  # %-escaped in transit
+        request.max_content_length = limit
+        request.max_form_memory_size = limit
 
 
 def wide_form(setting: str):
@@ -111,16 +120,6 @@ def wide_form(setting: str):
         return view
 
     return mark
-
-
-def widen_form_limits():
-    """Raise the body limits for a ``wide_form`` view, before the CSRF check parses it."""
-    view = current_app.view_functions.get(request.endpoint)
-    setting = getattr(view, "form_limit_setting", None)
-    if setting is not None:
-        limit = current_app.config[setting] * 3 + MAX_FORM_FIELD_BYTES  # %-escaped in transit
-        request.max_content_length = limit
-        request.max_form_memory_size = limit
 
 
 def add_headers(response):
@@ -154,8 +153,7 @@ def init_app(app: Flask) -> None:
     )
     app.json = JSONProvider(app)
     app.session_interface = SessionInterface()
-    app.before_request(bound_chunked_body)  # before the CSRF check parses the form
-    app.before_request(widen_form_limits)  # likewise
+    app.before_request(bound_form_bodies)  # before the CSRF check parses the form
     csrf.init_app(app)
     # Registered before flask-login's hook, so it runs after it and sees its cookie.
     app.after_request(add_headers)
