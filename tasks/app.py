@@ -36,6 +36,11 @@ for namespace, blueprint in BLUEPRINTS.items():
     app.add_tasks_from(blueprint, namespace=namespace)
 
 
+def spec(task_name: str) -> registry.TaskSpec | None:
+    """The task a client names, if it may be deferred through the API (by anyone)."""
+    return registry.spec_of(app.tasks.get(task_name))
+
+
 def deferrable(platform: bool = True) -> dict[str, registry.TaskSpec]:
     """Tasks a client may defer through the API, by full name (``platform``: an admin's)."""
     return registry.deferrable(app, platform)

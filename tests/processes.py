@@ -84,6 +84,14 @@ def start_web(env: dict, log_path: Path, cwd: Path = ROOT) -> subprocess.Popen:
     return start([str(BIN / WEB_COMMAND[0]), *WEB_COMMAND[1:]], env, log_path, cwd)
 
 
+def serve_web(log_path: Path, **settings: str) -> tuple[subprocess.Popen, int]:
+    """The web process on a free port with these settings, once it answers; and its port."""
+    port = free_port()
+    process = start_web(process_env(PORT=str(port), **settings), log_path)
+    wait_for(f"http://127.0.0.1:{port}/healthz")
+    return process, port
+
+
 def start_worker(env: dict, log_path: Path, *args: str) -> subprocess.Popen:
     """The Procfile's worker line."""
     return start([sys.executable, "-m", "tasks.worker", *args], env, log_path)

@@ -2,12 +2,15 @@
 
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from werkzeug.datastructures import WWWAuthenticate
 
 from tests.conftest import TEST_PASSWORD, AuthActions, bearer, sms_job
+from webapp import accounts, auth
+from webapp.store import tokens as token_store
 
 NOOP = sms_job(1)
 
@@ -307,6 +310,59 @@ def test_expiring_token_works_until_it_expires(app, make_token):
         bearer(app.test_client(), make_token(1, expires_days=1)).get("/api/v1/jobs").status_code
         == 200
     )
+
+
+@pytest.fixture
+def long_cache(app):
+    """Valid tokens kept a minute instead of a moment, so that what the cache must not
+    do (outlive an expiry, remember a refusal) shows whatever the machine's speed."""
+    app.extensions[auth.CACHE_EXTENSION] = accounts.TokenCache(seconds=60)
+
+
+def test_a_cached_token_still_stops_at_its_expiry(app, make_token, conn, long_cache):
+    secret = make_token(1)
+    left = conn.execute(
+        "UPDATE api_tokens SET expires_at = now() + interval '0.3 seconds'"
+        " RETURNING extract(epoch FROM expires_at - now())::float8"
+    ).fetchone()[0]
+    expires = time.monotonic() + left
+    api = bearer(app.test_client(), secret)
+    assert api.get("/api/v1/jobs").status_code == 200
+    time.sleep(max(0.0, expires - time.monotonic()))
+    assert api.get("/api/v1/jobs").status_code == 401
+
+
+def test_a_refused_token_is_not_remembered(app, conn, orgs, long_cache):
+    secret = "hwd_0a1b2c3d_" + "x" * 43
+    api = bearer(app.test_client(), secret)
+    assert api.get("/api/v1/jobs").status_code == 401
+    token_store.insert_token(conn, 1, "late", secret[:12], accounts.hash_secret(secret), None)
+    assert api.get("/api/v1/jobs").status_code == 200
+
+
+def test_revoking_a_token_drops_it_from_this_process_at_once(
+    app, make_token, conn, runner, long_cache
+):
+    secret = make_token(1)
+    api = bearer(app.test_client(), secret)
+    assert api.get("/api/v1/jobs").status_code == 200
+    prefix = conn.execute("SELECT prefix FROM api_tokens").fetchone()[0]
+    assert runner.invoke(args=["tokens", "revoke", prefix]).exit_code == 0
+    assert api.get("/api/v1/jobs").status_code == 401
+
+
+def test_the_token_cache_keeps_the_newest_entries_up_to_its_size():
+    cache = accounts.TokenCache(seconds=60, size=2)
+    principals = [accounts.Principal("token", n, f"hwd_{n}", "operator", 1) for n in range(4)]
+    later = time.monotonic() + 60
+    cache.put("gone", principals[0], time.monotonic() - 1)  # ran out: dropped first
+    cache.put("a", principals[1], later)
+    cache.put("b", principals[2], later)
+    assert [cache.get(key) for key in ("gone", "a", "b")] == [None, *principals[1:3]]
+    cache.put("c", principals[3], later)
+    assert [cache.get(key) for key in ("a", "b", "c")] == [None, *principals[2:]]
+    cache.forget(2)
+    assert [cache.get(key) for key in ("b", "c")] == [None, principals[3]]
 
 
 def test_health_is_open_and_says_nothing_about_tenants(anon_client, client):

@@ -5,6 +5,8 @@ import functools
 import hashlib
 import math
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 import psycopg
@@ -21,6 +23,11 @@ MIN_PASSWORD = 12
 MAX_EMAIL = 320  # what the sign-in form accepts
 MAX_ORGANIZATION_NAME = 200
 MAX_TOKEN_DAYS = 3650
+# How long a process trusts a token it found valid, counted from before the lookup began
+# (and never past the token's expiry): a revoked or deleted token stops working in every
+# process within this time.
+TOKEN_CACHE_SECONDS = 0.5
+TOKEN_CACHE_SIZE = 1024  # valid tokens kept per process; past it the oldest entry goes
 
 
 @functools.cache
@@ -203,15 +210,63 @@ def new_token(
     return secret, row
 
 
-def load_token(conn: psycopg.Connection, secret: str) -> Principal | None:
-    """The program behind a valid token, or None; notes its use at most once a minute."""
+class TokenCache:
+    """Valid tokens this process looked up in the last ``TOKEN_CACHE_SECONDS``, by the hash
+    of their secret, so a busy client costs one lookup per period rather than per request.
+
+    Only valid tokens are kept (a new token works at once; a wrong secret is looked up
+    each time), never past their expiry. Revoking a token drops it here at once
+    (``forget``); other processes stop trusting it when its entry runs out.
+    """
+
+    def __init__(self, seconds: float = TOKEN_CACHE_SECONDS, size: int = TOKEN_CACHE_SIZE):
+        self.seconds, self.size = seconds, size
+        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token_hash: str) -> Principal | None:
+        """The token's principal while its entry lasts, else None."""
+        entry = self._entries.get(token_hash)
+        if entry is None or time.monotonic() >= entry[0]:
+            return None
+        return entry[1]
+
+    def put(self, token_hash: str, principal: Principal, until: float) -> None:
+        """Keep a principal until the monotonic time ``until``."""
+        with self._lock:
+            self._entries.pop(token_hash, None)  # re-inserted last: the newest entry
+            if len(self._entries) >= self.size:
+                now = time.monotonic()
+                self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
+                if len(self._entries) >= self.size:
+                    del self._entries[next(iter(self._entries))]
+            self._entries[token_hash] = (until, principal)
+
+    def forget(self, token_id: int) -> None:
+        """Drop a token (revoked in this process) at once."""
+        with self._lock:
+            self._entries = {k: e for k, e in self._entries.items() if e[1].id != token_id}
+
+
+def load_token(conn: psycopg.Connection, secret: str, cache: TokenCache) -> Principal | None:
+    """The program behind a valid token, or None: from ``cache``, or looked up (and then
+    kept there). A lookup notes the token's use, at most once a minute."""
     if not secret.startswith(TOKEN_PREFIX):
         return None
-    row = token_store.get_token_by_hash(conn, hash_secret(secret))
+    token_hash = hash_secret(secret)
+    if (principal := cache.get(token_hash)) is not None:
+        return principal
+    asked = time.monotonic()  # before the lookup: what it reads holds at this time or later
+    row = token_store.get_token_by_hash(conn, token_hash)
     if row is None or not row["valid"]:
         return None
     if row["stale_use"]:
         token_store.touch_token(conn, row["id"])
     # A token acts for its organization with operator rights; one without is a platform token.
     role = "admin" if row["organization_id"] is None else "operator"
-    return Principal("token", row["id"], row["prefix"], role, row["organization_id"])
+    principal = Principal("token", row["id"], row["prefix"], role, row["organization_id"])
+    lasts = cache.seconds
+    if row["seconds_left"] is not None:
+        lasts = min(lasts, row["seconds_left"])
+    cache.put(token_hash, principal, asked + lasts)
+    return principal

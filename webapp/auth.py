@@ -36,6 +36,7 @@ login_manager.login_message = None
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 PUBLIC_API_ENDPOINTS = {"api.openapi"}
+CACHE_EXTENSION = "howdah_token_cache"
 GENERIC_FAILURE = "Invalid email or password."
 
 
@@ -55,7 +56,15 @@ def bearer_secret(req) -> str | None:
 def load_token(req):
     """An API token from ``Authorization: Bearer <token>``."""
     secret = bearer_secret(req)
-    return None if secret is None else accounts.load_token(db.get_conn(), secret)
+    if secret is None:
+        return None
+    return accounts.load_token(db.get_conn(), secret, current_app.extensions[CACHE_EXTENSION])
+
+
+def forget_token(token_id: int) -> None:
+    """Stop trusting a token this process has just revoked; other processes stop within
+    ``accounts.TOKEN_CACHE_SECONDS``."""
+    current_app.extensions[CACHE_EXTENSION].forget(token_id)
 
 
 def act_as_the_token():
@@ -206,6 +215,7 @@ def logout():
 
 
 def init_app(app: Flask) -> None:
-    """Wire flask-login and the sign-in routes."""
+    """Wire flask-login, this process's cache of valid tokens, and the sign-in routes."""
     login_manager.init_app(app)
+    app.extensions[CACHE_EXTENSION] = accounts.TokenCache()
     app.register_blueprint(bp)

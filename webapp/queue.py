@@ -14,7 +14,7 @@ import procrastinate
 import psycopg
 import pydantic
 from flask import Flask, current_app
-from procrastinate.manager import JobManager
+from procrastinate.manager import QUEUEING_LOCK_CONSTRAINT, JobManager
 
 import tasks.app  # a module reference: tasks and webapp import each other
 from tasks import queues
@@ -139,7 +139,7 @@ class QueueService:
         ``organization_id``, when given, is the only organization the job may belong to;
         ``platform`` says the caller is a platform admin, who may defer any task.
         """
-        spec = tasks.app.deferrable().get(task_name)
+        spec = tasks.app.spec(task_name)
         if spec is not None and spec.platform_only and not platform:
             raise TaskNotAllowed(task_name)
         if spec is None:
@@ -215,11 +215,16 @@ class QueueService:
             errors += self._unknown_organizations(built)
         if errors:
             raise JobRejected(sorted(errors, key=lambda e: e["index"]))
+        jobs = list(built.values())
         try:
             # On the request's connection: one connection per request, whatever it does.
-            return self.manager.batch_defer_jobs(list(built.values()), connection=db.get_conn())
-        except procrastinate.exceptions.AlreadyEnqueued:
+            ids = store.defer_jobs(db.get_conn(), [_to_defer(job) for job in jobs])
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != QUEUEING_LOCK_CONSTRAINT:
+                raise
             raise self._duplicate(built) from None
+        todo = procrastinate.jobs.Status.TODO.value
+        return [job.evolve(id=id_, status=todo) for job, id_ in zip(jobs, ids, strict=True)]
 
     def _unknown_organizations(self, built: dict[int, procrastinate.jobs.Job]) -> list[dict]:
         named = {job.task_kwargs["organization_id"] for job in built.values()}
@@ -288,7 +293,7 @@ class QueueService:
             raise InvalidState(
                 f"this job was retried already, as job {job['retried_as']}; retry that one"
             )
-        spec = tasks.app.deferrable().get(job["task_name"])
+        spec = tasks.app.spec(job["task_name"])
         if spec is not None and spec.platform_only and not platform:
             raise TaskNotAllowed(job["task_name"])
         conn = db.get_conn()
@@ -304,6 +309,19 @@ class QueueService:
             if exc.diag.table_name == "job_retries":
                 raise InvalidState("this job was retried already, a moment ago") from None
             raise InvalidState("a job with this job's idempotency key is waiting") from None
+
+
+def _to_defer(job: procrastinate.jobs.Job) -> dict:
+    """The columns of a job to insert, as Procrastinate's JobManager writes them."""
+    return {
+        "queue_name": job.queue,
+        "task_name": job.task_name,
+        "priority": job.priority,
+        "lock": job.lock,
+        "queueing_lock": job.queueing_lock,
+        "args": job.task_kwargs,
+        "scheduled_at": job.scheduled_at,
+    }
 
 
 def _repeated_keys(built: dict[int, procrastinate.jobs.Job]) -> list[dict]:

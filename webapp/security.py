@@ -32,6 +32,8 @@ HEADERS = {
 }
 # On everything but static files: pages and API answers may hold a tenant's data.
 NO_STORE = {"Cache-Control": "no-store"}
+STATIC_HEADERS = tuple(HEADERS.items())
+PAGE_HEADERS = (*STATIC_HEADERS, *NO_STORE.items())
 
 
 # The HTML forms hold a few short fields. Every body is refused (413) past
@@ -54,7 +56,23 @@ class JSONProvider(DefaultJSONProvider):
 
 
 class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, with the Secure flag whenever the request is HTTPS."""
+    """Flask's signed-cookie sessions, with the Secure flag whenever the request is HTTPS.
+
+    A request that sends no cookie (an API call with a token, say) gets an empty session
+    without building the cookie's signer, and an empty session left unchanged is not
+    saved: what Flask's own does in either case, without the work it does first.
+    """
+
+    def open_session(self, app: Flask, request):
+        if app.secret_key and "HTTP_COOKIE" not in request.environ:
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session, response) -> None:
+        if session or session.modified:
+            super().save_session(app, session, response)
+        elif session.accessed:
+            response.vary.add("Cookie")
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure or super().get_cookie_secure(app)
@@ -72,15 +90,24 @@ def read_body(limit: int) -> bytes:
     return body
 
 
-def bound_chunked_body():
-    """Read a chunked body to its bound before anything parses it (the API's JSON
-    endpoints bound theirs themselves, with their own limits)."""
+def bound_form_bodies():
+    """Before the CSRF check parses a form: read a chunked body to its bound, then raise
+    the limits for a ``wide_form`` view. The API's JSON endpoints bound their bodies
+    themselves, with their own limits, and have no forms: nothing to do for them."""
+    if request.path.startswith("/api/"):
+        return
     chunked = (
         request.content_length is None
         and "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     )
-    if chunked and not request.path.startswith("/api/"):
+    if chunked:
         read_body(MAX_BODY_BYTES)
+    view = current_app.view_functions.get(request.endpoint)
+    setting = getattr(view, "form_limit_setting", None)
+    if setting is not None:
+        limit = current_app.config[setting] * 3 + MAX_FORM_FIELD_BYTES  # %-escaped in transit
+        request.max_content_length = limit
+        request.max_form_memory_size = limit
 
 
 def wide_form(setting: str):
@@ -95,22 +122,13 @@ def wide_form(setting: str):
     return mark
 
 
-def widen_form_limits():
-    """Raise the body limits for a ``wide_form`` view, before the CSRF check parses it."""
-    view = current_app.view_functions.get(request.endpoint)
-    setting = getattr(view, "form_limit_setting", None)
-    if setting is not None:
-        limit = current_app.config[setting] * 3 + MAX_FORM_FIELD_BYTES  # %-escaped in transit
-        request.max_content_length = limit
-        request.max_form_memory_size = limit
-
-
 def add_headers(response):
     """Security headers on every response, no caching of anything but static files, and
     flask-login's remember cookie Secure over HTTPS."""
-    uncached = NO_STORE if request.endpoint != "static" else {}
-    for name, value in {**HEADERS, **uncached}.items():
-        response.headers.setdefault(name, value)
+    present = {name.lower() for name, _ in response.headers.items()}
+    for name, value in STATIC_HEADERS if request.endpoint == "static" else PAGE_HEADERS:
+        if name.lower() not in present:  # one pass: setdefault scans the headers each time
+            response.headers.add(name, value)
     if request.is_secure:
         cookies = response.headers.getlist("Set-Cookie")
         response.headers.remove("Set-Cookie")
@@ -135,8 +153,7 @@ def init_app(app: Flask) -> None:
     )
     app.json = JSONProvider(app)
     app.session_interface = SessionInterface()
-    app.before_request(bound_chunked_body)  # before the CSRF check parses the form
-    app.before_request(widen_form_limits)  # likewise
+    app.before_request(bound_form_bodies)  # before the CSRF check parses the form
     csrf.init_app(app)
     # Registered before flask-login's hook, so it runs after it and sees its cookie.
     app.after_request(add_headers)

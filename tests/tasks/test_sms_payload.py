@@ -5,6 +5,7 @@ import json
 import pydantic
 import pytest
 
+from tasks import payloads
 from tasks.payloads import SmsPayload
 
 
@@ -43,6 +44,18 @@ def test_invalid_numbers_are_refused(to, says):
     with pytest.raises(pydantic.ValidationError, match=says) as caught:
         SmsPayload.model_validate(payload(to))
     assert [e["loc"] for e in caught.value.errors()] == [("to",)]
+
+
+def test_numbers_checked_before_are_answered_alike_and_refusals_are_not_kept():
+    for _ in range(2):
+        assert SmsPayload.model_validate(payload("+1 415 555 0123")).to == "+14155550123"
+        with pytest.raises(pydantic.ValidationError, match="not a valid phone number"):
+            SmsPayload.model_validate(payload("+15555555555"))
+    kept = payloads.e164.cache_info()
+    assert kept.maxsize == payloads.PHONE_NUMBERS_KEPT
+    with pytest.raises(ValueError, match="not a valid phone number"):
+        payloads.e164("+15555555555")
+    assert payloads.e164.cache_info().currsize == kept.currsize  # a refusal takes no room
 
 
 def test_the_schema_states_the_bounds():

@@ -9,7 +9,7 @@ secret is rendered once, in the answer to the POST that made it: it is never sto
 from flask import abort, flash, redirect, render_template
 from flask_login import current_user
 
-from webapp import accounts, audit, db
+from webapp import accounts, audit, auth, db
 from webapp.admin import bp, scope
 from webapp.admin.layout import admin_url
 from webapp.forms import ActionForm, TokenCreateForm
@@ -90,5 +90,6 @@ def token_revoke(token_id: int):
     if revoked is None:
         flash(f"Token {token['prefix']} was revoked already.", "info")
     else:
+        auth.forget_token(token_id)
         flash(f"Token {token['prefix']} is revoked: it no longer opens the API.", "success")
     return redirect(admin_url("admin.token_list"))

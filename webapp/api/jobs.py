@@ -41,8 +41,11 @@ def json_object(limit_setting: str) -> dict:
     """The request's JSON object body, within the configured size limit."""
     if not request.is_json:
         api_error(415, "send a JSON body with Content-Type: application/json")
-    security.read_body(current_app.config[limit_setting])  # too large: 413
-    body = request.get_json()  # malformed JSON: 400
+    data = security.read_body(current_app.config[limit_setting])  # too large: 413
+    try:
+        body = current_app.json.loads(data)
+    except ValueError as exc:
+        request.on_json_loading_failed(exc)  # malformed JSON: 400, as get_json() says it
     if not isinstance(body, dict):
         api_error(
             422,

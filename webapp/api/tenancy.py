@@ -12,9 +12,9 @@ from webapp.api import params
 
 def named_organization() -> int | None:
     """The ``?organization_id=`` of the request, if any."""
-    named = request.args.get("organization_id")
-    if named is None:
+    if "organization_id" not in request.args:  # werkzeug's .get() raises and catches a 400
         return None
+    named = request.args["organization_id"]
     value = params.parse_id(named)
     if value is None or value < 1:
         abort(400, "organization_id must be a positive whole number")

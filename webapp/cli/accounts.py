@@ -14,7 +14,7 @@ import sys
 import click
 import psycopg
 
-from webapp import accounts
+from webapp import accounts, auth
 from webapp.cli import Commands, audited, connect
 from webapp.store import accounts as store
 from webapp.store import tokens as token_store
@@ -203,6 +203,7 @@ def revoke_token(ref: str) -> None:
             target_id=row["prefix"],
             organization_id=row["organization_id"],
         )
+    auth.forget_token(row["id"])  # a no-op unless this process serves requests too
     click.echo(f"Revoked token {row['prefix']}")
 
 

@@ -1,5 +1,8 @@
 """Reads and state changes on jobs, scoped by organization (``None`` = every organization)."""
 
+import datetime
+import json
+
 import psycopg
 import psycopg.rows
 from psycopg.rows import dict_row
@@ -61,6 +64,39 @@ def job_row(cursor: psycopg.Cursor) -> psycopg.rows.RowMaker[dict]:
         return row
 
     return make
+
+
+# Procrastinate's own insert function, as its JobManager calls it (its triggers record the
+# "deferred" event and wake the workers), with the jobs sent as one JSON document. psycopg
+# writes the manager's array of composites as text escaped field by field: through it, one
+# job's insert took about 60 % more CPU in the web process, and the batch endpoint made
+# about 30 % fewer jobs a second.
+DEFER_JOBS = """
+    SELECT unnest(procrastinate_defer_jobs_v1(ARRAY(
+        SELECT ROW(j.queue_name, j.task_name, j.priority, j.lock, j.queueing_lock, j.args,
+                   j.scheduled_at)::procrastinate_job_to_defer_v1
+          FROM ROWS FROM (jsonb_to_recordset(%s::jsonb) AS (
+                   queue_name varchar, task_name varchar, priority integer, lock text,
+                   queueing_lock text, args jsonb, scheduled_at timestamptz))
+               WITH ORDINALITY AS j(queue_name, task_name, priority, lock, queueing_lock,
+                                    args, scheduled_at, n)
+         ORDER BY j.n
+    ))) AS id
+"""
+
+
+def _iso_time(value: datetime.datetime) -> str:
+    if not isinstance(value, datetime.datetime):
+        raise TypeError(f"cannot write {type(value).__name__} into a job")
+    return value.isoformat()
+
+
+def defer_jobs(conn: psycopg.Connection, jobs: list[dict]) -> list[int]:
+    """Insert jobs (``queue_name``, ``task_name``, ``priority``, ``lock``,
+    ``queueing_lock``, ``args``, ``scheduled_at``) in one statement; their ids, in order.
+    Raises UniqueViolation when a job's queueing lock is held by a waiting job."""
+    rows = conn.execute(DEFER_JOBS, (json.dumps(jobs, default=_iso_time),)).fetchall()
+    return [row[0] for row in rows]
 
 
 def get_job(conn: psycopg.Connection, job_id: int, organization_id: int | None) -> dict | None:

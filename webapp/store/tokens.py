@@ -32,11 +32,13 @@ def insert_token(
 
 
 def get_token_by_hash(conn: psycopg.Connection, token_hash: str) -> dict | None:
-    """A token by the hash of its secret, whether it is still valid, and when last used."""
+    """A token by the hash of its secret, whether it is still valid, the seconds until it
+    expires (None: never), and when last used."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             "SELECT id, organization_id, prefix, last_used_at,"
             " (revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())) AS valid,"
+            " extract(epoch FROM expires_at - now())::float8 AS seconds_left,"
             " (last_used_at IS NULL OR last_used_at < now() - interval '1 minute') AS stale_use"
             " FROM api_tokens WHERE token_hash = %s",
             (token_hash,),
