@@ -40,7 +40,11 @@ def medians(results: list[dict]) -> dict:
         if isinstance(value, dict):
             merged[key] = medians(values)
         elif isinstance(value, int | float):
-            merged[key] = harness.median(values)
+            middle = harness.median(values)
+            # Counts stay whole: the median of two even counts is one of them.
+            merged[key] = (
+                int(middle) if isinstance(value, int) and middle == int(middle) else middle
+            )
         else:
             merged[key] = value
     return merged
