@@ -268,6 +268,15 @@ def test_nothing_but_static_files_may_be_cached(auth, operator, client):
         assert "no-store" not in static.headers.get("Cache-Control", "")
 
 
+def test_a_token_call_sets_no_cookie_and_says_it_varies_with_one(client, auth, operator):
+    response = client.post("/api/v1/jobs", json=NOOP)
+    assert response.status_code == 202
+    assert "Set-Cookie" not in response.headers
+    assert response.headers["Vary"] == "Cookie"
+    assert auth.login(operator).status_code == 302  # a session cookie is still set and read
+    assert auth.client.get("/api/v1/jobs").status_code == 200
+
+
 def test_pages_have_no_inline_script(anon_client):
     for path in ("/", "/login"):
         assert "<script>" not in anon_client.get(path).get_data(as_text=True)

@@ -56,8 +56,11 @@ def bearer_secret(req) -> str | None:
 def load_token(req):
     """An API token from ``Authorization: Bearer <token>``."""
     secret = bearer_secret(req)
-    if secret is None:
-        return None
+    return None if secret is None else token_principal(secret)
+
+
+def token_principal(secret: str):
+    """The program behind a token's secret, or None (this process's cache, or a lookup)."""
     return accounts.load_token(db.get_conn(), secret, current_app.extensions[CACHE_EXTENSION])
 
 
@@ -71,9 +74,10 @@ def act_as_the_token():
     """A request that sends a token acts as that token (or as nobody, if it is not
     valid), whatever cookies come with it: flask-login would take a remember cookie first
     and never look at the token."""
-    if bearer_secret(request) is not None:
+    secret = bearer_secret(request)
+    if secret is not None:
         # flask-login keeps the request's caller in g._login_user.
-        g._login_user = load_token(request) or login_manager.anonymous_user()
+        g._login_user = token_principal(secret) or login_manager.anonymous_user()
 
 
 @login_manager.unauthorized_handler
@@ -100,14 +104,15 @@ def require_api_access():
     if request.endpoint in PUBLIC_API_ENDPOINTS:
         return None
     act_as_the_token()
-    if not current_user.is_authenticated:
+    caller = current_user._get_current_object()  # once, not through the proxy each time
+    if not caller.is_authenticated:
         return login_manager.unauthorized()
-    if request.path.startswith("/api/admin/") and not current_user.is_admin:
+    if request.path.startswith("/api/admin/") and not caller.is_admin:
         abort(403, "this needs a platform admin")
     if request.method not in SAFE_METHODS:
-        if not current_user.can_write:
+        if not caller.can_write:
             abort(403, "viewers can read jobs but not change them")
-        if current_user.kind == "user":
+        if caller.kind == "user":
             csrf.protect()
     return None
 

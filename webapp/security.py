@@ -71,8 +71,11 @@ class SessionInterface(SecureCookieSessionInterface):
     def save_session(self, app: Flask, session, response) -> None:
         if session or session.modified:
             super().save_session(app, session, response)
-        elif session.accessed:
-            response.vary.add("Cookie")
+        elif session.accessed:  # the answer may depend on the cookie, as Flask's says
+            if "Vary" in response.headers:
+                response.vary.add("Cookie")
+            else:
+                response.headers["Vary"] = "Cookie"  # without parsing a header not there
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure or super().get_cookie_secure(app)
