@@ -94,7 +94,9 @@ def test_two_processes_share_the_jobs_once_and_stop_together_on_sigterm(start, c
     children = {w["pid"] for w in workers.values()}
     assert processes.group_members(parent.pid) == children | {parent.pid}
 
-    ids = defer(conn, "diagnostics:noop", 2000)
+    # Quarter-second jobs first: one process alone would need 2 s for them, so however
+    # loaded the machine, the other takes a share; then no-op jobs by the thousand.
+    ids = defer(conn, "diagnostics:sleep", 40, seconds=0.25) + defer(conn, "diagnostics:noop", 1960)
     deadline = time.monotonic() + 120
     query = "SELECT count(*) FROM procrastinate_jobs WHERE id = ANY(%s) AND status = 'succeeded'"
     while conn.execute(query, (ids,)).fetchone()[0] < 2000:
