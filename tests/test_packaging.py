@@ -1,9 +1,9 @@
-"""The Procfile, docker-compose.yml and .env.example agree with each other and the code."""
+"""The Procfile and .env.example agree with each other and the code (the images and
+compose files: tests/test_deploy_files.py)."""
 
 import re
 from pathlib import Path
 
-import yaml
 from honcho.environ import parse_procfile
 
 from tests import processes
@@ -26,21 +26,6 @@ def test_procfile_has_release_web_and_worker():
 def test_tests_start_the_procfile_web_line():
     quoted = " ".join(processes.WEB_COMMAND).replace("webapp:create_app()", '"webapp:create_app()"')
     assert quoted == procfile()["web"]
-
-
-def test_compose_runs_the_procfile_commands_from_one_image():
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert services["postgres"]["healthcheck"]
-    for name, command in procfile().items():
-        service = services[name]
-        assert service["build"] == "."
-        assert (
-            " ".join(service["command"]).replace("webapp:create_app()", '"webapp:create_app()"')
-            == command
-        )
-        assert service["environment"]["DATABASE_URL"].startswith("postgresql://")
-    assert services["web"]["depends_on"]["release"]["condition"] == "service_completed_successfully"
 
 
 SETTING_READS = (

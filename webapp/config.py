@@ -187,7 +187,7 @@ def web_settings(environ: Mapping[str, str], serving: bool = True) -> dict:
         "SECRET_KEY": secret_key,
         "DB_POOL_TIMEOUT": parse_seconds(environ, "DB_POOL_TIMEOUT", 1.5),
         "QUEUE_MAX_WAIT_SECONDS": parse_int(environ, "QUEUE_MAX_WAIT_SECONDS", 300, minimum=1),
-        "WORKER_STALE_SECONDS": parse_int(environ, "WORKER_STALE_SECONDS", 30, minimum=1),
+        "WORKER_STALE_SECONDS": parse_worker_stale_seconds(environ),
         "API_MAX_BODY_BYTES": parse_int(environ, "API_MAX_BODY_BYTES", 256 * 1024, minimum=1024),
         "API_BATCH_MAX_BODY_BYTES": parse_int(
             environ, "API_BATCH_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024
@@ -322,6 +322,11 @@ def housekeeping_settings(environ: Mapping[str, str]) -> dict:
     }
 
 
+def parse_worker_stale_seconds(environ: Mapping[str, str]) -> int:
+    """The heartbeat age past which a worker is stale (status page and health check)."""
+    return parse_int(environ, "WORKER_STALE_SECONDS", 30, minimum=1)
+
+
 def worker_flag_settings(environ: Mapping[str, str]) -> dict:
     """The settings the worker's command-line flags default to (no database needed, so
     ``--help`` works anywhere)."""
@@ -353,3 +358,9 @@ def worker_settings(environ: Mapping[str, str]) -> dict:
         **sms_settings(environ),
         **email_settings(environ),
     }
+
+
+def worker_check_settings(environ: Mapping[str, str]) -> dict:
+    """What ``python -m tasks.worker.healthcheck`` reads: the worker's own settings (its
+    database, name and processes) and the heartbeat age past which a worker is stale."""
+    return {**worker_settings(environ), "WORKER_STALE_SECONDS": parse_worker_stale_seconds(environ)}

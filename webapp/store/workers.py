@@ -95,3 +95,28 @@ def count_hidden_running_jobs(conn: psycopg.Connection, organization_id: int | N
             """,
             {"org": _scope(organization_id)},
         ).fetchall()
+
+
+def list_latest_registrations(
+    conn: psycopg.Connection, names: list[str] | None, host: str | None, limit: int
+) -> list[dict]:
+    """The newest registration of each worker name in ``names``, or of each name seen on
+    ``host``, most recent first, at most ``limit``; with its heartbeat's age (None once
+    Procrastinate's row is gone) and when it stopped cleanly, if it did."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """
+            SELECT l.worker_id, l.name, l.host, l.pid, l.stopped_at, w.id IS NULL AS gone,
+                   extract(epoch FROM now() - w.last_heartbeat)::float AS heartbeat_age
+            FROM (
+                SELECT DISTINCT ON (r.name) r.worker_id, r.name, r.host, r.pid, r.stopped_at
+                FROM worker_registry r
+                WHERE r.name = ANY(%(names)s::text[]) OR r.host = %(host)s
+                ORDER BY r.name, r.worker_id DESC
+            ) l
+            LEFT JOIN procrastinate_workers w ON w.id = l.worker_id
+            ORDER BY l.worker_id DESC
+            LIMIT %(limit)s
+            """,
+            {"names": names, "host": host, "limit": limit},
+        ).fetchall()
