@@ -58,9 +58,9 @@ def connect_kwargs(config: dict, application_name: str) -> dict:
     return kwargs
 
 
-def check_pooler_timeouts(conn: psycopg.Connection, config: dict) -> bool:
+def check_pooler_timeouts(conn: psycopg.Connection, config: dict) -> None:
     """Warn when the server connections behind the pooler do not carry the timeouts the
-    settings ask for; whether they do."""
+    settings ask for."""
     wanted = (config["DB_STATEMENT_TIMEOUT_MS"], config["DB_LOCK_TIMEOUT_MS"])
     found = database_store.get_timeouts(conn)
     if found != wanted:
@@ -72,7 +72,6 @@ def check_pooler_timeouts(conn: psycopg.Connection, config: dict) -> bool:
             *wanted,
             extra={"action": "db_pooler_timeouts"},
         )
-    return found == wanted
 
 
 def check_connection(conn: psycopg.Connection) -> None:
@@ -91,6 +90,7 @@ class Database:
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._pooler_checked = False
+        self._check_lock = threading.Lock()
 
     @property
     def pool(self) -> psycopg_pool.ConnectionPool:
@@ -116,6 +116,7 @@ class Database:
                 name=f"{self._application_name}-{os.getpid()}",
                 open=False,
             )
+            self._pooler_checked = False  # once per process: a fork checks again
             pool.open(wait=False)
             self._pool, self._pid = pool, os.getpid()
             log.info("database pool opened", extra={"action": "db_pool_open"})
@@ -124,9 +125,12 @@ class Database:
         """Set up a new pool connection; behind a transaction pooler, the first one of
         this process also checks the timeouts the pooler applies."""
         _configure(conn)
-        if self._config["DATABASE_TRANSACTION_POOLING"] and not self._pooler_checked:
-            self._pooler_checked = True
-            check_pooler_timeouts(conn, self._config)
+        if not self._config["DATABASE_TRANSACTION_POOLING"] or self._pooler_checked:
+            return
+        with self._check_lock:  # the pool opens connections from several threads at once
+            if not self._pooler_checked:
+                check_pooler_timeouts(conn, self._config)
+                self._pooler_checked = True
 
     def close(self) -> None:
         """Close this process's pool, if it opened one."""
