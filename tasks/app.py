@@ -1,9 +1,9 @@
 """The single Procrastinate App shared by the web and worker processes.
 
-The worker opens the App with a pool built from ``DATABASE_URL``
-(``app.open_async(pool)``), and the web process defers through a connector on its
-own pool (``webapp.queue``); opened on its own, as Procrastinate's CLI does, the App
-connects to ``DATABASE_URL`` too.
+The worker opens the App with a pool built from ``DIRECT_DATABASE_URL`` (by default
+``DATABASE_URL``; ``app.open_async(pool)``), and the web process defers through a
+connector on its own pool (``webapp.queue``); opened on its own, as Procrastinate's CLI
+does, the App connects to ``DIRECT_DATABASE_URL`` too.
 """
 
 import os
@@ -21,9 +21,12 @@ BLUEPRINTS = {
 }
 
 app = procrastinate.App(
-    # Procrastinate's own CLI (healthchecks, shell, defer) opens the App on its own, so
-    # it connects to DATABASE_URL; Howdah's processes open it with their own pools.
-    connector=procrastinate.PsycopgConnector(conninfo=os.environ.get("DATABASE_URL", "")),
+    # Procrastinate's own CLI (healthchecks, shell, defer, even a worker) opens the App on
+    # its own, so it connects straight to PostgreSQL like our worker: DIRECT_DATABASE_URL,
+    # else DATABASE_URL. Howdah's processes open it with their own pools.
+    connector=procrastinate.PsycopgConnector(
+        conninfo=os.environ.get("DIRECT_DATABASE_URL") or os.environ.get("DATABASE_URL", "")
+    ),
     import_paths=[
         "tasks.sms",
         "tasks.digests",

@@ -16,6 +16,8 @@ from webapp.store import accounts as account_store
 # DATABASE_URL must never be touched by tests).
 OWN_NAMES = {
     "DATABASE_URL",
+    "DIRECT_DATABASE_URL",
+    "DATABASE_TRANSACTION_POOLING",
     "SECRET_KEY",
     "PORT",
     "LOG_LEVEL",

@@ -45,6 +45,14 @@ def test_defaults():
         ({"DB_LOCK_TIMEOUT_MS": "-1"}, "DB_LOCK_TIMEOUT_MS", "at least 0"),
         ({"QUEUE_MAX_WAIT_SECONDS": "0"}, "QUEUE_MAX_WAIT_SECONDS", "at least 1"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL", "must be one of DEBUG, INFO"),
+        ({"DIRECT_DATABASE_URL": "mysql://r@h/x"}, "DIRECT_DATABASE_URL", "postgresql:// URL"),
+        ({"DIRECT_DATABASE_URL": "postgresql://h:p/db"}, "DIRECT_DATABASE_URL", "invalid port"),
+        ({"DATABASE_TRANSACTION_POOLING": "maybe"}, "DATABASE_TRANSACTION_POOLING", "boolean"),
+        (
+            {"DATABASE_TRANSACTION_POOLING": "true"},
+            "DIRECT_DATABASE_URL",
+            "is required with DATABASE_TRANSACTION_POOLING=true",
+        ),
     ],
 )
 def test_invalid_settings_stop_startup_with_one_line(changes, name, fragment):
@@ -234,3 +242,27 @@ def test_the_web_process_reads_the_webhook_key():
 def test_a_malformed_webhook_key_stops_the_web_process(key):
     with pytest.raises(config.ConfigError, match="TELNYX_PUBLIC_KEY must be the base64"):
         web(TELNYX_PUBLIC_KEY=key)
+
+
+def test_the_direct_url_defaults_to_database_url():
+    settings = web()
+    assert settings["DIRECT_DATABASE_URL"] == VALID["DATABASE_URL"]
+    assert settings["DATABASE_TRANSACTION_POOLING"] is False
+
+
+def test_a_pooled_database_url_comes_with_a_direct_one_for_web_and_worker():
+    pooled = {
+        "DATABASE_URL": "postgresql://howdah@pgbouncer:6432/howdah",
+        "DIRECT_DATABASE_URL": "postgresql://howdah@db:5432/howdah",
+        "DATABASE_TRANSACTION_POOLING": "yes",
+    }
+    for settings in (web(**pooled), config.worker_settings(pooled)):
+        assert settings["DATABASE_URL"] == pooled["DATABASE_URL"]
+        assert settings["DIRECT_DATABASE_URL"] == pooled["DIRECT_DATABASE_URL"]
+        assert settings["DATABASE_TRANSACTION_POOLING"] is True
+
+
+def test_a_command_may_be_given_the_direct_url_alone():
+    settings = config.web_settings({"DIRECT_DATABASE_URL": VALID["DATABASE_URL"]}, serving=False)
+    assert settings["DATABASE_URL"] is None
+    assert settings["DIRECT_DATABASE_URL"] == VALID["DATABASE_URL"]

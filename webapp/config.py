@@ -143,6 +143,21 @@ def parse_secret_key(environ: Mapping[str, str], environment: str) -> str:
     return raw
 
 
+def parse_direct_url(environ: Mapping[str, str], database_url: str | None) -> str | None:
+    """Read DIRECT_DATABASE_URL: straight to PostgreSQL, for what needs a session of its
+    own (the worker's LISTEN, the migrations' advisory lock); DATABASE_URL by default,
+    which a transaction pooler in front of PostgreSQL cannot stand in for."""
+    if environ.get("DIRECT_DATABASE_URL", "").strip():
+        return parse_database_url(environ, "DIRECT_DATABASE_URL")
+    if parse_bool(environ, "DATABASE_TRANSACTION_POOLING", False):
+        raise ConfigError(
+            "DIRECT_DATABASE_URL",
+            "is required with DATABASE_TRANSACTION_POOLING=true (a URL straight to"
+            " PostgreSQL, for the worker's LISTEN and the migrations' lock)",
+        )
+    return database_url
+
+
 def database_settings(
     environ: Mapping[str, str], prefix: str, max_size: int, url_required: bool = True
 ) -> dict:
@@ -153,10 +168,17 @@ def database_settings(
     max_size = parse_int(environ, f"{prefix}_POOL_MAX_SIZE", max_size, minimum=1)
     if max_size < min_size:
         raise ConfigError(f"{prefix}_POOL_MAX_SIZE", f"must be at least {prefix}_POOL_MIN_SIZE")
-    return {
-        "DATABASE_URL": parse_database_url(environ)
+    database_url = (
+        parse_database_url(environ)
         if url_required or environ.get("DATABASE_URL", "").strip()
-        else None,
+        else None
+    )
+    return {
+        "DATABASE_URL": database_url,
+        "DIRECT_DATABASE_URL": parse_direct_url(environ, database_url),
+        # DATABASE_URL goes through PgBouncer (or another pooler) in transaction mode: the
+        # web pool then prepares no statements and sends no startup options.
+        "DATABASE_TRANSACTION_POOLING": parse_bool(environ, "DATABASE_TRANSACTION_POOLING", False),
         "DB_POOL_MIN_SIZE": min_size,
         "DB_POOL_MAX_SIZE": max_size,
         "DB_CONNECT_TIMEOUT": parse_int(environ, "DB_CONNECT_TIMEOUT", 5, minimum=1),

@@ -14,6 +14,7 @@ import psycopg_pool
 from flask import Flask, current_app, g
 
 from webapp import connections
+from webapp.store import database as database_store
 from webapp.store import loaders
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,44 @@ def _configure(conn: psycopg.Connection) -> None:
     loaders.register(conn)
 
 
+def connect_kwargs(config: dict, application_name: str) -> dict:
+    """libpq and psycopg options for each pool connection.
+
+    Straight to PostgreSQL, the timeouts ride on the startup packet and psycopg
+    prepares the statements it runs often. Through a transaction pooler each
+    transaction may run on another server connection: a statement prepared on one is
+    missing (or already taken) on the next, and PgBouncer 1.18 refuses the ``options``
+    startup parameter. There the pooler sets the timeouts when it opens its server
+    connections (pgbouncer.ini's ``connect_query``, see the README), which
+    ``check_pooler_timeouts`` compares with the settings.
+    """
+    kwargs = {"connect_timeout": config["DB_CONNECT_TIMEOUT"], "application_name": application_name}
+    if config["DATABASE_TRANSACTION_POOLING"]:
+        kwargs["prepare_threshold"] = None
+    else:
+        kwargs["options"] = (
+            f"-c statement_timeout={config['DB_STATEMENT_TIMEOUT_MS']}"
+            f" -c lock_timeout={config['DB_LOCK_TIMEOUT_MS']}"
+        )
+    return kwargs
+
+
+def check_pooler_timeouts(conn: psycopg.Connection, config: dict) -> None:
+    """Warn when the server connections behind the pooler do not carry the timeouts the
+    settings ask for."""
+    wanted = (config["DB_STATEMENT_TIMEOUT_MS"], config["DB_LOCK_TIMEOUT_MS"])
+    found = database_store.get_timeouts(conn)
+    if found != wanted:
+        log.warning(
+            "through the transaction pooler, statement_timeout is %s ms and lock_timeout %s ms,"
+            " not DB_STATEMENT_TIMEOUT_MS=%s and DB_LOCK_TIMEOUT_MS=%s: set them in the"
+            " pooler (pgbouncer.ini connect_query, see the README's PgBouncer section)",
+            *found,
+            *wanted,
+            extra={"action": "db_pooler_timeouts"},
+        )
+
+
 def check_connection(conn: psycopg.Connection) -> None:
     """Check a connection before lending it, with a round trip only when it may be dead."""
     if connections.may_be_closed(conn):
@@ -50,6 +89,8 @@ class Database:
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
+        self._pooler_checked = False
+        self._check_lock = threading.Lock()
 
     @property
     def pool(self) -> psycopg_pool.ConnectionPool:
@@ -68,23 +109,28 @@ class Database:
                 conninfo=config["DATABASE_URL"],
                 min_size=config["DB_POOL_MIN_SIZE"],
                 max_size=config["DB_POOL_MAX_SIZE"],
-                kwargs={
-                    "connect_timeout": config["DB_CONNECT_TIMEOUT"],
-                    "application_name": self._application_name,
-                    "options": (
-                        f"-c statement_timeout={config['DB_STATEMENT_TIMEOUT_MS']}"
-                        f" -c lock_timeout={config['DB_LOCK_TIMEOUT_MS']}"
-                    ),
-                },
-                configure=_configure,
+                kwargs=connect_kwargs(config, self._application_name),
+                configure=self._configure,
                 check=check_connection,
                 reconnect_timeout=RECONNECT_TIMEOUT,
                 name=f"{self._application_name}-{os.getpid()}",
                 open=False,
             )
+            self._pooler_checked = False  # once per process: a fork checks again
             pool.open(wait=False)
             self._pool, self._pid = pool, os.getpid()
             log.info("database pool opened", extra={"action": "db_pool_open"})
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        """Set up a new pool connection; behind a transaction pooler, the first one of
+        this process also checks the timeouts the pooler applies."""
+        _configure(conn)
+        if not self._config["DATABASE_TRANSACTION_POOLING"] or self._pooler_checked:
+            return
+        with self._check_lock:  # the pool opens connections from several threads at once
+            if not self._pooler_checked:
+                check_pooler_timeouts(conn, self._config)
+                self._pooler_checked = True
 
     def close(self) -> None:
         """Close this process's pool, if it opened one."""

@@ -1,4 +1,5 @@
-"""``python -m tasks.worker``: run Howdah's jobs from DATABASE_URL.
+"""``python -m tasks.worker``: run Howdah's jobs from DIRECT_DATABASE_URL (by default
+DATABASE_URL): its LISTEN needs a session of its own, which a transaction pooler cannot give.
 
 Flags override the environment (WORKER_CONCURRENCY, WORKER_QUEUES, WORKER_NAME,
 WORKER_SHUTDOWN_TIMEOUT, WORKER_PROCESSES). New jobs arrive by LISTEN/NOTIFY; retried and
@@ -128,7 +129,7 @@ async def configure(conn) -> None:
 def build_pool(settings: dict) -> psycopg_pool.AsyncConnectionPool:
     """The worker's pool; its listen/heartbeat connection comes on top of it."""
     return psycopg_pool.AsyncConnectionPool(
-        conninfo=settings["DATABASE_URL"],
+        conninfo=settings["DIRECT_DATABASE_URL"],
         min_size=settings["DB_POOL_MIN_SIZE"],
         max_size=settings["DB_POOL_MAX_SIZE"],
         kwargs=connect_kwargs(settings),
@@ -150,7 +151,7 @@ async def run(options: argparse.Namespace, settings: dict) -> int:
         shutdown_timeout=options.shutdown_timeout,
         poll_interval=settings["WORKER_POLL_INTERVAL"],
         org_max_running=settings["ORG_MAX_RUNNING"],
-        database_url=settings["DATABASE_URL"],
+        database_url=settings["DIRECT_DATABASE_URL"],
         connect_kwargs=connect_kwargs(settings),
         supervisor_fd=options.supervisor_fd,
     )

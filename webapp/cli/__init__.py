@@ -10,19 +10,25 @@ from webapp.config import DATABASE_URL_REQUIRED, ConfigError
 
 
 def connect() -> psycopg.Connection:
-    """A dedicated autocommit connection for a command (never the request pool)."""
+    """A dedicated autocommit connection for a command (never the request pool), straight
+    to PostgreSQL: ``migrate`` holds a session-level advisory lock across transactions."""
     config = current_app.config
-    if config["DATABASE_URL"] is None:
+    if config["DIRECT_DATABASE_URL"] is None:
         raise ConfigError("DATABASE_URL", DATABASE_URL_REQUIRED)
     try:
         return psycopg.connect(
-            config["DATABASE_URL"],
+            config["DIRECT_DATABASE_URL"],
             autocommit=True,
             connect_timeout=config["DB_CONNECT_TIMEOUT"],
             application_name="howdah-cli",
         )
     except psycopg.OperationalError as exc:
-        raise click.ClickException(f"cannot connect to DATABASE_URL: {exc}".strip()) from None
+        name = (
+            "DATABASE_URL"
+            if config["DIRECT_DATABASE_URL"] == config["DATABASE_URL"]
+            else "DIRECT_DATABASE_URL"
+        )
+        raise click.ClickException(f"cannot connect to {name}: {exc}".strip()) from None
 
 
 class Commands(AppGroup):

@@ -18,6 +18,15 @@ def set_local_timeouts(conn: psycopg.Connection, statement_ms: int, lock_ms: int
     )
 
 
+def get_timeouts(conn: psycopg.Connection) -> tuple[int, int]:
+    """The session's statement_timeout and lock_timeout, in milliseconds."""
+    row = conn.execute(
+        "SELECT current_setting('statement_timeout')::interval,"
+        " current_setting('lock_timeout')::interval"
+    ).fetchone()
+    return tuple(round(value.total_seconds() * 1000) for value in row)
+
+
 def list_table_stats(conn: psycopg.Connection) -> list[dict]:
     """The tables of our schema, largest first: size, live and dead rows, last vacuum and
     analyze (by hand or by autovacuum)."""
