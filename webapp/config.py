@@ -13,6 +13,7 @@ import psycopg.conninfo
 
 ENVIRONMENTS = ("production", "development")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "text")
 DEV_SECRET_KEY = "howdah-development-only-secret"  # noqa: S105 - used only when HOWDAH_ENV=development
 
 # Worker processes one command may run (``--processes``): each holds its own connections,
@@ -101,6 +102,16 @@ def parse_log_level(environ: Mapping[str, str]) -> str:
     value = environ.get("LOG_LEVEL", "").strip().upper() or "INFO"
     if value not in LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return value
+
+
+def parse_log_format(environ: Mapping[str, str]) -> str:
+    """Read LOG_FORMAT: json (one object a line, the default in production) or text (the
+    default in development)."""
+    default = "text" if parse_environment(environ) == "development" else "json"
+    value = environ.get("LOG_FORMAT", "").strip().lower() or default
+    if value not in LOG_FORMATS:
+        raise ConfigError("LOG_FORMAT", f"must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
     return value
 
 
@@ -203,6 +214,7 @@ def web_settings(environ: Mapping[str, str], serving: bool = True) -> dict:
         "SESSION_HOURS": parse_int(environ, "SESSION_HOURS", 12, minimum=1),
         "REMEMBER_DAYS": parse_int(environ, "REMEMBER_DAYS", 30, minimum=1),
         "LOG_LEVEL": parse_log_level(environ),
+        "LOG_FORMAT": parse_log_format(environ),
         **webhook_settings(environ),
     }
 
@@ -348,6 +360,7 @@ def worker_settings(environ: Mapping[str, str]) -> dict:
         # across every worker and queue.
         "ORG_MAX_RUNNING": parse_int(environ, "ORG_MAX_RUNNING", 5, minimum=0) or None,
         "LOG_LEVEL": parse_log_level(environ),
+        "LOG_FORMAT": parse_log_format(environ),
         # Checked at start, so that a worker with a provider half set up refuses to run;
         # the tasks read them again when they run (as the housekeeping tasks do).
         **sms_settings(environ),
