@@ -25,7 +25,7 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
-from webapp import accounts, audit, db, errors
+from webapp import accounts, audit, db, errors, logs
 from webapp.forms import LoginForm, LogoutForm
 from webapp.security import csrf
 
@@ -43,7 +43,7 @@ GENERIC_FAILURE = "Invalid email or password."
 @login_manager.user_loader
 def load_user(session_id: str):
     """The person behind the cookie's session id; None once it ended or expired."""
-    return accounts.load_session(db.get_conn(), session_id)
+    return in_logs(accounts.load_session(db.get_conn(), session_id))
 
 
 def bearer_secret(req) -> str | None:
@@ -61,7 +61,16 @@ def load_token(req):
 
 def token_principal(secret: str):
     """The program behind a token's secret, or None (this process's cache, or a lookup)."""
-    return accounts.load_token(db.get_conn(), secret, current_app.extensions[CACHE_EXTENSION])
+    return in_logs(
+        accounts.load_token(db.get_conn(), secret, current_app.extensions[CACHE_EXTENSION])
+    )
+
+
+def in_logs(principal):
+    """``principal``, its organization now on the request's log lines (never a secret)."""
+    if principal is not None and principal.organization_id is not None:
+        logs.bind(organization_id=principal.organization_id)
+    return principal
 
 
 def forget_token(token_id: int) -> None:
@@ -200,7 +209,7 @@ def login():
         flash(GENERIC_FAILURE, "error")
         return render_template("auth/login.html", form=form)  # 401 would need a challenge
     session.clear()  # a new session: nothing from before the sign-in carries over
-    login_user(principal, remember=remember, duration=remember_days)
+    login_user(in_logs(principal), remember=remember, duration=remember_days)
     return redirect(safe_next(form.next.data) or url_for("views.index"))
 
 
