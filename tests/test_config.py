@@ -45,6 +45,7 @@ def test_defaults():
         ({"DB_LOCK_TIMEOUT_MS": "-1"}, "DB_LOCK_TIMEOUT_MS", "at least 0"),
         ({"QUEUE_MAX_WAIT_SECONDS": "0"}, "QUEUE_MAX_WAIT_SECONDS", "at least 1"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL", "must be one of DEBUG, INFO"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT", "must be one of json, text, got 'xml'"),
     ],
 )
 def test_invalid_settings_stop_startup_with_one_line(changes, name, fragment):
@@ -161,6 +162,22 @@ def test_the_worker_checks_its_log_level_too():
     with pytest.raises(config.ConfigError) as caught:
         config.worker_settings({"DATABASE_URL": VALID["DATABASE_URL"], "LOG_LEVEL": "x"})
     assert caught.value.name == "LOG_LEVEL"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, "json"),
+        ({"HOWDAH_ENV": "development"}, "text"),
+        ({"HOWDAH_ENV": "development", "LOG_FORMAT": " JSON "}, "json"),
+        ({"LOG_FORMAT": "text"}, "text"),
+        ({"LOG_FORMAT": ""}, "json"),
+    ],
+)
+def test_log_format_defaults_to_json_outside_development(changes, expected):
+    assert web(**changes)["LOG_FORMAT"] == expected
+    worker = config.worker_settings({"DATABASE_URL": VALID["DATABASE_URL"], **changes})
+    assert worker["LOG_FORMAT"] == expected
 
 
 def test_providers_default_to_the_console():

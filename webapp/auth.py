@@ -5,6 +5,7 @@ so signing out or changing a password ends the session on the server.
 """
 
 import datetime
+import logging
 from urllib.parse import urlsplit
 
 import psycopg
@@ -30,6 +31,7 @@ from webapp.forms import LoginForm, LogoutForm
 from webapp.security import csrf
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = None
@@ -68,8 +70,11 @@ def token_principal(secret: str):
 
 def in_logs(principal):
     """``principal``, its organization now on the request's log lines (never a secret)."""
-    if principal is not None and principal.organization_id is not None:
+    if principal is None:
+        return None
+    if principal.organization_id is not None:
         logs.bind(organization_id=principal.organization_id)
+    log.debug("caller: %s %s", principal.kind, principal.id, extra={"role": principal.role})
     return principal
 
 
