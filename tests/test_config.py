@@ -58,6 +58,21 @@ def test_invalid_settings_stop_startup_with_one_line(changes, name, fragment):
     assert isinstance(caught.value, SystemExit)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:pw%zzsecret@h/db",
+        "postgresql://u:pw secret@h/db",
+        "postgresql://pw%zzsecret@h/db",
+    ],
+)
+def test_a_malformed_database_url_never_quotes_its_credentials(url):
+    with pytest.raises(config.ConfigError) as caught:
+        web(DATABASE_URL=url)
+    assert "not a valid PostgreSQL URL" in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
 def test_development_needs_no_secret_key():
     settings = web(HOWDAH_ENV="development", SECRET_KEY=None)
     assert settings["SECRET_KEY"] == config.DEV_SECRET_KEY

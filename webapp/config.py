@@ -7,6 +7,7 @@ Nothing here runs at import time: entry points call ``web_settings`` or
 import base64
 import binascii
 import math
+import re
 from collections.abc import Mapping
 
 import psycopg.conninfo
@@ -118,6 +119,16 @@ def parse_log_format(environ: Mapping[str, str]) -> str:
 DATABASE_URL_REQUIRED = "is required (for example postgresql://postgres@localhost/howdah)"
 
 
+def url_problem(raw: str, exc: Exception) -> str:
+    """libpq's reason for refusing a URL, unless it quotes the user or password part
+    (``invalid percent-encoded token: "<password>"``): that message reaches the log."""
+    reason = str(exc).strip()
+    credentials = raw.partition("://")[2].rpartition("@")[0]
+    if credentials and any(part in credentials for part in re.findall(r'"([^"]+)"', reason)):
+        return "its user or password is malformed; percent-encode special characters"
+    return reason
+
+
 def parse_database_url(environ: Mapping[str, str], name: str = "DATABASE_URL") -> str:
     """Read a required PostgreSQL URL (postgresql://user@host:port/dbname)."""
     raw = environ.get(name, "").strip()
@@ -128,7 +139,8 @@ def parse_database_url(environ: Mapping[str, str], name: str = "DATABASE_URL") -
     try:
         params = psycopg.conninfo.conninfo_to_dict(raw)
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(name, f"is not a valid PostgreSQL URL ({str(exc).strip()})") from None
+        problem = url_problem(raw, exc)
+        raise ConfigError(name, f"is not a valid PostgreSQL URL ({problem})") from None
     if not str(params.get("port", "5432")).isdigit():
         raise ConfigError(name, f"has an invalid port {params['port']!r}")
     return raw
