@@ -323,7 +323,8 @@ def with_request_ids(paths: dict) -> dict:
     (webapp/logs.py, and gunicorn's refusals in webapp/gunicorn_worker.py)."""
     for operations in paths.values():
         for operation in operations.values():
-            operation.setdefault("parameters", []).append(REQUEST_ID_PARAMETER)
+            # A new list: operations may share one.
+            operation["parameters"] = [*operation.get("parameters", []), REQUEST_ID_PARAMETER]
             for response in operation["responses"].values():
                 response.setdefault("headers", {})[logs.REQUEST_ID_HEADER] = (
                     REQUEST_ID_RESPONSE_HEADER
