@@ -21,6 +21,7 @@ OWN_NAMES = {
     "SECRET_KEY",
     "PORT",
     "LOG_LEVEL",
+    "LOG_FORMAT",
     "QUEUE_MAX_WAIT_SECONDS",
     "PUBLIC_URL",
 }

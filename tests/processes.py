@@ -1,6 +1,7 @@
 """Start Howdah's real processes (gunicorn, the worker, make run's launcher) for tests."""
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -56,6 +57,17 @@ def start(command: list[str], env: dict, log_path: Path, cwd: Path = ROOT) -> su
         )
     started.append(process)
     return process
+
+
+def log_records(output: str) -> list[dict]:
+    """Every line of a process's output as the JSON object it must be (LOG_FORMAT=json,
+    the default outside development); a line that is not one fails the test."""
+    records = []
+    for line in output.splitlines():
+        record = json.loads(line)
+        assert isinstance(record, dict), line
+        records.append(record)
+    return records
 
 
 def outlive_the_test(process: subprocess.Popen) -> subprocess.Popen:

@@ -53,6 +53,7 @@ def test_defaults():
             "DIRECT_DATABASE_URL",
             "is required with DATABASE_TRANSACTION_POOLING=true",
         ),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT", "must be one of json, text, got 'xml'"),
     ],
 )
 def test_invalid_settings_stop_startup_with_one_line(changes, name, fragment):
@@ -63,6 +64,21 @@ def test_invalid_settings_stop_startup_with_one_line(changes, name, fragment):
     assert name in message and fragment in message
     assert "\n" not in message
     assert isinstance(caught.value, SystemExit)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:pw%zzsecret@h/db",
+        "postgresql://u:pw secret@h/db",
+        "postgresql://pw%zzsecret@h/db",
+    ],
+)
+def test_a_malformed_database_url_never_quotes_its_credentials(url):
+    with pytest.raises(config.ConfigError) as caught:
+        web(DATABASE_URL=url)
+    assert "not a valid PostgreSQL URL" in str(caught.value)
+    assert "secret" not in str(caught.value)
 
 
 def test_development_needs_no_secret_key():
@@ -169,6 +185,22 @@ def test_the_worker_checks_its_log_level_too():
     with pytest.raises(config.ConfigError) as caught:
         config.worker_settings({"DATABASE_URL": VALID["DATABASE_URL"], "LOG_LEVEL": "x"})
     assert caught.value.name == "LOG_LEVEL"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, "json"),
+        ({"HOWDAH_ENV": "development"}, "text"),
+        ({"HOWDAH_ENV": "development", "LOG_FORMAT": " JSON "}, "json"),
+        ({"LOG_FORMAT": "text"}, "text"),
+        ({"LOG_FORMAT": ""}, "json"),
+    ],
+)
+def test_log_format_defaults_to_json_outside_development(changes, expected):
+    assert web(**changes)["LOG_FORMAT"] == expected
+    worker = config.worker_settings({"DATABASE_URL": VALID["DATABASE_URL"], **changes})
+    assert worker["LOG_FORMAT"] == expected
 
 
 def test_providers_default_to_the_console():

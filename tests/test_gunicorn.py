@@ -2,6 +2,7 @@
 itself, answered with the app's headers and error shape (webapp/gunicorn_worker.py)."""
 
 import json
+import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -141,14 +142,17 @@ def test_a_malformed_body_is_one_400_or_one_answer_never_two(web):
 def test_liveness_is_answered_as_the_route_answers_it(web):
     port, _ = web
     base = f"http://127.0.0.1:{port}"
-    on_the_main_loop = requests.get(f"{base}/healthz", timeout=5)
-    by_the_app = requests.get(f"{base}/healthz?from=app", timeout=5)  # not a plain probe
+    sent = {"X-Request-ID": "probe-1"}  # echoed by both; each answer has its own otherwise
+    on_the_main_loop = requests.get(f"{base}/healthz", headers=sent, timeout=5)
+    by_the_app = requests.get(f"{base}/healthz?from=app", headers=sent, timeout=5)
     assert on_the_main_loop.status_code == by_the_app.status_code == 200
     assert on_the_main_loop.content == by_the_app.content == b'{"status":"ok"}\n'
     del on_the_main_loop.headers["Date"], by_the_app.headers["Date"]
     assert on_the_main_loop.headers == by_the_app.headers
+    assert on_the_main_loop.headers["X-Request-ID"] == "probe-1"
     head = requests.head(f"{base}/healthz", timeout=5)
     assert head.status_code == 200 and head.content == b""
+    assert re.fullmatch("[0-9a-f]{32}", head.headers["X-Request-ID"])
     assert head.headers["Content-Length"] == "16"
 
 

@@ -158,7 +158,7 @@ def test_cli_status_lists_pending_then_applied(empty_db_url):
 
     applied = run_migrate(empty_db_url)
     assert applied.returncode == 0, applied.stderr
-    assert f"Applied {expected} migration(s)." in applied.stdout
+    assert f"Applied {expected} migration(s)." in applied.stderr  # a log line
 
     after = run_migrate(empty_db_url, "--status")
     assert re.search(r"^applied .* howdah/0001_create_organizations\.sql$", after.stdout, re.M)

@@ -117,10 +117,14 @@ def test_two_processes_share_the_jobs_once_and_stop_together_on_sigterm(start, c
         (ids,),
     ).fetchone()[0]
     assert starts == 2000
-    log = log_of(tmp_path)
-    assert f"[{parent.pid}] tasks.worker: started 2 worker processes" in log
-    for pid in children:  # several processes share the output: each line names its own
-        assert f"[{pid}] tasks.worker: worker pair." in log
+    # Several processes share the output: each line names its own.
+    said = [(r["pid"], r["logger"], r["message"]) for r in processes.log_records(log_of(tmp_path))]
+
+    def said_by(pid: int, start: str) -> bool:
+        return any((p, lg) == (pid, "tasks.worker") and m.startswith(start) for p, lg, m in said)
+
+    assert said_by(parent.pid, "started 2 worker processes")
+    assert all(said_by(pid, "worker pair.") for pid in children)
 
 
 def test_a_killed_child_stops_the_other_gracefully_and_fails_the_command(start, conn, tmp_path):

@@ -5,6 +5,7 @@ so signing out or changing a password ends the session on the server.
 """
 
 import datetime
+import logging
 from urllib.parse import urlsplit
 
 import psycopg
@@ -25,11 +26,12 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
-from webapp import accounts, audit, db, errors
+from webapp import accounts, audit, db, errors, logs
 from webapp.forms import LoginForm, LogoutForm
 from webapp.security import csrf
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = None
@@ -43,7 +45,7 @@ GENERIC_FAILURE = "Invalid email or password."
 @login_manager.user_loader
 def load_user(session_id: str):
     """The person behind the cookie's session id; None once it ended or expired."""
-    return accounts.load_session(db.get_conn(), session_id)
+    return in_logs(accounts.load_session(db.get_conn(), session_id))
 
 
 def bearer_secret(req) -> str | None:
@@ -61,7 +63,19 @@ def load_token(req):
 
 def token_principal(secret: str):
     """The program behind a token's secret, or None (this process's cache, or a lookup)."""
-    return accounts.load_token(db.get_conn(), secret, current_app.extensions[CACHE_EXTENSION])
+    return in_logs(
+        accounts.load_token(db.get_conn(), secret, current_app.extensions[CACHE_EXTENSION])
+    )
+
+
+def in_logs(principal):
+    """``principal``, its organization now on the request's log lines (never a secret)."""
+    if principal is None:
+        return None
+    if principal.organization_id is not None:
+        logs.bind(organization_id=principal.organization_id)
+    log.debug("caller: %s %s", principal.kind, principal.id, extra={"role": principal.role})
+    return principal
 
 
 def forget_token(token_id: int) -> None:
@@ -200,7 +214,7 @@ def login():
         flash(GENERIC_FAILURE, "error")
         return render_template("auth/login.html", form=form)  # 401 would need a challenge
     session.clear()  # a new session: nothing from before the sign-in carries over
-    login_user(principal, remember=remember, duration=remember_days)
+    login_user(in_logs(principal), remember=remember, duration=remember_days)
     return redirect(safe_next(form.next.data) or url_for("views.index"))
 
 

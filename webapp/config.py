@@ -7,12 +7,14 @@ Nothing here runs at import time: entry points call ``web_settings`` or
 import base64
 import binascii
 import math
+import re
 from collections.abc import Mapping
 
 import psycopg.conninfo
 
 ENVIRONMENTS = ("production", "development")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "text")
 DEV_SECRET_KEY = "howdah-development-only-secret"  # noqa: S105 - used only when HOWDAH_ENV=development
 
 # Worker processes one command may run (``--processes``): each holds its own connections,
@@ -104,7 +106,27 @@ def parse_log_level(environ: Mapping[str, str]) -> str:
     return value
 
 
+def parse_log_format(environ: Mapping[str, str]) -> str:
+    """Read LOG_FORMAT: json (one object a line, the default in production) or text (the
+    default in development)."""
+    default = "text" if parse_environment(environ) == "development" else "json"
+    value = environ.get("LOG_FORMAT", "").strip().lower() or default
+    if value not in LOG_FORMATS:
+        raise ConfigError("LOG_FORMAT", f"must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
+    return value
+
+
 DATABASE_URL_REQUIRED = "is required (for example postgresql://postgres@localhost/howdah)"
+
+
+def url_problem(raw: str, exc: Exception) -> str:
+    """libpq's reason for refusing a URL, unless it quotes the user or password part
+    (``invalid percent-encoded token: "<password>"``): that message reaches the log."""
+    reason = str(exc).strip()
+    credentials = raw.partition("://")[2].rpartition("@")[0]
+    if credentials and any(part in credentials for part in re.findall(r'"([^"]+)"', reason)):
+        return "its user or password is malformed; percent-encode special characters"
+    return reason
 
 
 def parse_database_url(environ: Mapping[str, str], name: str = "DATABASE_URL") -> str:
@@ -117,7 +139,8 @@ def parse_database_url(environ: Mapping[str, str], name: str = "DATABASE_URL") -
     try:
         params = psycopg.conninfo.conninfo_to_dict(raw)
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(name, f"is not a valid PostgreSQL URL ({str(exc).strip()})") from None
+        problem = url_problem(raw, exc)
+        raise ConfigError(name, f"is not a valid PostgreSQL URL ({problem})") from None
     if not str(params.get("port", "5432")).isdigit():
         raise ConfigError(name, f"has an invalid port {params['port']!r}")
     return raw
@@ -225,6 +248,7 @@ def web_settings(environ: Mapping[str, str], serving: bool = True) -> dict:
         "SESSION_HOURS": parse_int(environ, "SESSION_HOURS", 12, minimum=1),
         "REMEMBER_DAYS": parse_int(environ, "REMEMBER_DAYS", 30, minimum=1),
         "LOG_LEVEL": parse_log_level(environ),
+        "LOG_FORMAT": parse_log_format(environ),
         **webhook_settings(environ),
     }
 
@@ -375,6 +399,7 @@ def worker_settings(environ: Mapping[str, str]) -> dict:
         # across every worker and queue.
         "ORG_MAX_RUNNING": parse_int(environ, "ORG_MAX_RUNNING", 5, minimum=0) or None,
         "LOG_LEVEL": parse_log_level(environ),
+        "LOG_FORMAT": parse_log_format(environ),
         # Checked at start, so that a worker with a provider half set up refuses to run;
         # the tasks read them again when they run (as the housekeeping tasks do).
         **sms_settings(environ),

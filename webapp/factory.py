@@ -1,13 +1,12 @@
 """Build the Flask app: settings, database pool, queue service, security, views, API."""
 
-import logging
 import os
 from collections.abc import Mapping
 
 import click
 from flask import Flask
 
-from webapp import auth, cli, db, errors, health, paths, queue, security, views, webhooks
+from webapp import auth, cli, db, errors, health, logs, paths, queue, security, views, webhooks
 from webapp.admin import bp as admin_bp
 from webapp.api import bp as api_bp
 from webapp.config import web_settings
@@ -24,7 +23,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     # redirected to a URL built from the request's Host header.
     app.url_map.merge_slashes = False
     app.config.from_mapping(settings)
-    logging.basicConfig(level=settings["LOG_LEVEL"], format="%(levelname)s %(name)s: %(message)s")
+    logs.init_app(app)
 
     db.init_app(app)
     queue.QueueService(app)

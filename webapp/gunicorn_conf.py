@@ -8,7 +8,7 @@ reads these names when it loads the module; nothing here opens the database.
 import os
 
 from webapp import db
-from webapp.config import parse_bool, parse_int, web_settings
+from webapp.config import parse_bool, parse_int, parse_log_level, web_settings
 
 bind = f"0.0.0.0:{parse_int(os.environ, 'PORT', 8000, minimum=1)}"
 workers = parse_int(os.environ, "WEB_CONCURRENCY", 2 * (os.cpu_count() or 1), minimum=1)
@@ -30,6 +30,9 @@ limit_request_field_size = 8190
 # Off by default: the router or load balancer in front logs requests, and
 # gunicorn's access log cost about 15 % of API throughput in bench/.
 accesslog = "-" if parse_bool(os.environ, "WEB_ACCESS_LOG", False) else None
+# Its own lines in LOG_FORMAT, at LOG_LEVEL, like the app's (README: Logs).
+logger_class = "webapp.gunicorn_logging.Logger"
+loglevel = parse_log_level(os.environ).lower()
 # No runtime control interface: nothing outside the process manager steers it.
 control_socket_disable = True
 # The app (and so its pool) is built in each worker after fork, never in the master.

@@ -37,7 +37,7 @@ from gunicorn.workers import gthread
 from werkzeug.exceptions import HTTPException, default_exceptions
 from werkzeug.test import Client
 
-from webapp import errors, health, security
+from webapp import errors, health, logs, security
 
 # The most of a request the main loop looks at: a liveness probe's whole head, and
 # enough of any other for its path and Accept header.
@@ -96,6 +96,9 @@ HEADER_LIMITS = {
     " {cfg.limit_request_field_size} bytes this server accepts.",
 }
 
+SENT_REQUEST_ID = re.compile(
+    rb"^x-request-id[ \t]*:[ \t]*([!-~]*)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
+)
 ACCEPTS_JSON = re.compile(rb"^accept[ \t]*:[^\r\n]*[/+]json", re.IGNORECASE | re.MULTILINE)
 
 
@@ -129,7 +132,16 @@ def wants_json(head: bytes) -> bool:
     return errors.json_path(request_path(head) or "") or ACCEPTS_JSON.search(head) is not None
 
 
-def error_answer(status: int, message: str | None, head: bytes) -> tuple[HTTPException, bytes]:
+def request_id(head: bytes) -> str:
+    """The id of the request that starts with ``head``: the one it sent, if the app
+    would keep it (``logs.request_id``), or a new one."""
+    sent = SENT_REQUEST_ID.search(head)
+    return logs.request_id(sent[1].decode("ascii") if sent else None)
+
+
+def error_answer(
+    status: int, message: str | None, head: bytes, request_id: str
+) -> tuple[HTTPException, bytes]:
     """The error and the whole HTTP answer for it: the app's headers and error shape."""
     error = default_exceptions[status](message)
     if wants_json(head):
@@ -145,6 +157,7 @@ def error_answer(status: int, message: str | None, head: bytes) -> tuple[HTTPExc
         "Content-Length": str(len(body)),
         **security.NO_STORE,
         **security.HEADERS,
+        logs.REQUEST_ID_HEADER: request_id,
     }
     lines = [f"HTTP/1.1 {error.code} {error.name}", *(f"{k}: {v}" for k, v in headers.items())]
     return error, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
@@ -192,15 +205,18 @@ class Liveness:
         if response.status_code != 200:
             log.warning("GET %s answered %s at boot", health.LIVENESS_PATH, response.status)
             return None
+        del response.headers[logs.REQUEST_ID_HEADER]  # each answer has its own
         return cls(response.status, response.headers.to_wsgi_list(), response.get_data())
 
-    def answer(self, method: bytes, minor: bytes, keep_alive: bool) -> bytes:
-        """The recorded answer, with the headers gunicorn adds to every answer."""
+    def answer(self, method: bytes, minor: bytes, keep_alive: bool, request_id: str) -> bytes:
+        """The recorded answer, with the headers gunicorn adds to every answer and the
+        request's id."""
         lines = [
             f"HTTP/1.{minor.decode()} {self.status}",
             f"Server: {gunicorn.SERVER}",
             f"Date: {util.http_date()}",
             f"Connection: {'keep-alive' if keep_alive else 'close'}",
+            f"{logs.REQUEST_ID_HEADER}: {request_id}",
             *(f"{name}: {value}" for name, value in self.headers),
         ]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -263,7 +279,7 @@ class ThreadWorker(gthread.ThreadWorker):
         method, minor, keep_alive, length = probe
         room = len(self.keepalived_conns) < self.max_keepalived
         keep_alive = keep_alive and self.alive and self.cfg.keepalive > 0 and room
-        answer = self.liveness.answer(method, minor, keep_alive)
+        answer = self.liveness.answer(method, minor, keep_alive, request_id(received[:length]))
         try:
             conn.sock.recv(length, socket.MSG_DONTWAIT)  # the probe, peeked already
             sent = conn.sock.send(answer, socket.MSG_DONTWAIT)
@@ -326,18 +342,30 @@ class ThreadWorker(gthread.ThreadWorker):
         """Answer what gunicorn refuses as the app answers its own errors. Anything else is
         a 500, logged with its traceback, as gunicorn does."""
         addr = addr or ("", -1)  # a unix socket
+        head = getattr(self.current, "head", b"")
+        token = logs.bind(request_id=request_id(head))
+        try:
+            self.refuse(req, client, addr, exc, head)
+        finally:
+            logs.reset(token)
+
+    def refuse(self, req, client, addr, exc, head: bytes) -> None:
+        """``handle_error``'s work, with the request's id bound for its log lines."""
         refused = refusal(exc, self.cfg)
         if refused is None:
-            method, uri = getattr(req, "method", None), getattr(req, "uri", "(no URI read)")
-            self.log.exception("Error handling request %s %s", method or "", uri)
+            # The path, not the URI: a query string may hold what a client should not send.
+            method, path = getattr(req, "method", None), getattr(req, "path", "(no path read)")
+            self.log.exception("Error handling request %s %s", method or "", path)
             refused = 500, None
         else:
-            self.log.warning("Invalid request from ip=%s: %s", addr[0], exc)
+            # The refusal's kind, not gunicorn's message, which quotes the offending line
+            # (a malformed Authorization header, a request line with its query string).
+            self.log.warning("Invalid request from ip=%s: %s", addr[0], type(exc).__name__)
         if getattr(self.current, "answered", False):
             return  # a body the app left unread, which gunicorn could not drain: just close
         if req is None and isinstance(getattr(exc, "req", None), Request):
             req = exc.req  # a header gunicorn refused after parsing the rest, for the access log
-        error, answer = error_answer(*refused, getattr(self.current, "head", b""))
+        error, answer = error_answer(*refused, head, logs.current("request_id"))
         if req is not None:
             self.log_refusal(req, client, addr, error, answer)
         try:
@@ -351,5 +379,6 @@ class ThreadWorker(gthread.ThreadWorker):
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = addr[0], str(addr[1])
         response = Response(req, client, self.cfg)
         response.status = f"{error.code} {error.name}"
+        response.headers = [(logs.REQUEST_ID_HEADER, logs.current("request_id"))]
         response.sent = len(answer) - answer.index(b"\r\n\r\n") - 4
         self.log.access(response, req, environ, timedelta(0))

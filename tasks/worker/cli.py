@@ -25,7 +25,7 @@ import psycopg_pool
 from tasks.app import app
 from tasks.worker import supervisor
 from tasks.worker.runner import Settings, Worker
-from webapp import connections
+from webapp import connections, logs
 from webapp.config import MAX_WORKER_PROCESSES, worker_flag_settings, worker_settings
 from webapp.store import loaders
 
@@ -167,10 +167,10 @@ async def run(options: argparse.Namespace, settings: dict) -> int:
         return await Worker(app, pool, worker_config).run()
 
 
-def configure_logging(level: str, several: bool = False) -> None:
-    # Several processes share one output: each line then names its process.
-    pid = " [%(process)d]" if several else ""
-    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s{pid} %(name)s: %(message)s")
+def configure_logging(level: str, log_format: str, several: bool = False) -> None:
+    """Lines in ``log_format``; several processes share one output, so each text line then
+    names its process."""
+    logs.configure(level, log_format, several)
     # The worker reports outages itself, once; the pool would log every reconnection
     # attempt, psycopg every query it could not cancel on a dead connection, and
     # Procrastinate every periodic defer.
@@ -186,7 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Checked in the parent of --processes N too, so that a bad setting stops it once.
     settings = worker_settings(os.environ)
     several = options.processes > 1 or options.supervisor_fd is not None
-    configure_logging(settings["LOG_LEVEL"], several)
+    configure_logging(settings["LOG_LEVEL"], settings["LOG_FORMAT"], several)
+    if options.name:
+        logs.bind_process(worker=options.name)
     if options.processes > 1:
         return supervisor.Supervisor(options).run()
     return asyncio.run(run(options, settings))

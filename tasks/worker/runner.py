@@ -35,6 +35,7 @@ from tasks.worker import chores, execution, shutdown, supervisor
 from tasks.worker.availability import Availability, BackoffTimer
 from tasks.worker.completer import Completer
 from tasks.worker.control import ControlConnection, channel, channels_for
+from webapp import logs
 from webapp.store import worker as store
 
 log = logging.getLogger("tasks.worker")
@@ -228,8 +229,8 @@ class Worker:
                 self.worker_id = await self.register_on(conn)
 
     async def register_on(self, conn) -> int:
-        """Register this worker on ``conn``; returns its new id."""
-        return await store.register_worker(
+        """Register this worker on ``conn``; returns its new id, which its log lines carry."""
+        worker_id = await store.register_worker(
             conn,
             self.settings.name,
             socket.gethostname(),
@@ -237,6 +238,8 @@ class Worker:
             self.settings.queues,
             self.settings.concurrency,
         )
+        logs.bind_process(worker_id=worker_id)
+        return worker_id
 
     # -- fetching and running jobs ---------------------------------------------------
 
@@ -318,6 +321,14 @@ class Worker:
 
     async def _run_job(self, lane: Lane, context: procrastinate.JobContext) -> None:
         job = context.job
+        # This job's own asyncio task (and the thread of a sync task) has a context of its
+        # own: every line logged while it runs names the job.
+        logs.bind(
+            job_id=job.id,
+            task=job.task_name,
+            organization_id=execution.organization_of(job.task_kwargs),
+            attempt=job.attempts + 1,
+        )
         log.debug("job %s %s started (attempt %d)", job.id, job.task_name, job.attempts + 1)
         try:
             outcome = await execution.run(context)

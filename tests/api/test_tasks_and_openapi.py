@@ -182,7 +182,9 @@ def test_bounds_in_the_document_are_the_ones_the_server_enforces(make_app, db_ur
     assert listing["status"]["enum"] == [status.value for status in procrastinate.jobs.Status]
     assert listing["queue"]["enum"] == [*queues.ALL, queues.HOUSEKEEPING]
     assert listing["task"]["maxLength"] == 200
-    (job_id, _) = paths["/api/v1/jobs/{job_id}"]["get"]["parameters"]
+    *path_and_query, request_id = paths["/api/v1/jobs/{job_id}"]["get"]["parameters"]
+    (job_id, _) = path_and_query
+    assert request_id["schema"]["pattern"] == "^[A-Za-z0-9._-]{1,128}$"
     assert job_id["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
     options = schemas["SmsSendNotificationJob"]["properties"]
     assert options["priority"]["anyOf"][0] == {"type": "integer", "minimum": -100, "maximum": 100}

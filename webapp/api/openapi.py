@@ -10,7 +10,7 @@ import functools
 from flask import current_app
 from pydantic.json_schema import models_json_schema
 
-from webapp import errors, monitoring, subscriptions
+from webapp import errors, logs, monitoring, subscriptions
 from webapp.api import bp, documents, jobs, schemas, subscription_docs
 from webapp.api.openapi_parts import (
     BIGINT,
@@ -301,6 +301,37 @@ def with_server_refusals(paths: dict) -> dict:
     return paths
 
 
+REQUEST_ID_SCHEMA = {"type": "string", "pattern": logs.REQUEST_ID.pattern.join("^$")}
+REQUEST_ID_PARAMETER = {
+    "name": logs.REQUEST_ID_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "An id for this request, echoed in the answer and on its log lines; one"
+    f" that is longer than {logs.REQUEST_ID_MAX} characters or holds others than letters,"
+    " digits, '.', '_' and '-' is replaced by a new one",
+    "schema": REQUEST_ID_SCHEMA,
+}
+REQUEST_ID_RESPONSE_HEADER = {
+    "description": "The request's id: the one it sent, or a new one",
+    "schema": REQUEST_ID_SCHEMA,
+    "required": True,
+}
+
+
+def with_request_ids(paths: dict) -> dict:
+    """Every operation takes an optional request id and every answer carries one
+    (webapp/logs.py, and gunicorn's refusals in webapp/gunicorn_worker.py)."""
+    for operations in paths.values():
+        for operation in operations.values():
+            # A new list: operations may share one.
+            operation["parameters"] = [*operation.get("parameters", []), REQUEST_ID_PARAMETER]
+            for response in operation["responses"].values():
+                response.setdefault("headers", {})[logs.REQUEST_ID_HEADER] = (
+                    REQUEST_ID_RESPONSE_HEADER
+                )
+    return paths
+
+
 @functools.cache
 def document(max_body: int, max_batch_body: int) -> dict:
     """The whole OpenAPI document (built once per process and body limits)."""
@@ -315,12 +346,14 @@ def document(max_body: int, max_batch_body: int) -> dict:
             " the rate of calls.",
         },
         "security": [{"bearer": []}],
-        "paths": with_server_refusals(
-            {
-                **job_paths(max_body, max_batch_body),
-                **subscription_docs.paths(max_body),
-                **other_paths(),
-            }
+        "paths": with_request_ids(
+            with_server_refusals(
+                {
+                    **job_paths(max_body, max_batch_body),
+                    **subscription_docs.paths(max_body),
+                    **other_paths(),
+                }
+            )
         ),
         "components": {"schemas": component_schemas(), "securitySchemes": SECURITY},
     }

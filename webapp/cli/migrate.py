@@ -1,9 +1,17 @@
-"""``flask --app webapp migrate [--status]``."""
+"""``flask --app webapp migrate [--status]``.
+
+The release step reports through the log (LOG_FORMAT, on stderr), like the processes it
+runs before; ``--status`` answers a person, on stdout.
+"""
+
+import logging
 
 import click
 
 from webapp import migrations
 from webapp.cli import connect
+
+log = logging.getLogger("webapp.migrate")
 
 
 @click.command("migrate")
@@ -15,10 +23,13 @@ def migrate_command(show_status: bool) -> None:
             print_status(migrations.status(conn))
             return
         try:
-            applied = migrations.migrate(conn, echo=click.echo)
+            applied = migrations.migrate(conn)
         except migrations.MigrationError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"Applied {len(applied)} migration(s)." if applied else "Nothing to migrate.")
+    log.info(
+        f"Applied {len(applied)} migration(s)." if applied else "Nothing to migrate.",
+        extra={"action": "migrate", "applied": len(applied)},
+    )
 
 
 def print_status(status: migrations.Status) -> None:
