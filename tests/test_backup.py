@@ -101,7 +101,7 @@ def test_a_dump_taken_under_load_restores_into_a_database_workers_carry_on_with(
             text=True,
         )
         assert release.returncode == 0, release.stderr
-        assert "Nothing to migrate." in release.stdout, release.stdout
+        assert "Nothing to migrate." in release.stderr, release.stderr
 
         restored = statuses(target)
         assert {restored[job] for job in done} == {"succeeded"}

@@ -96,7 +96,7 @@ def test_migrations_take_the_direct_url(bouncer, empty_db_url):
             timeout=120,
         )
         assert result.returncode == 0, result.stderr
-        assert said in result.stdout
+        assert said in result.stderr
     # PgBouncer never had a client for this database: the migrations' session-level
     # advisory lock was held on a connection of their own.
     assert database_name(empty_db_url) not in {row["name"] for row in bouncer.show("DATABASES")}

@@ -51,6 +51,8 @@ def test_honcho_runs_web_and_worker_after_release(empty_db_url, tmp_path):
         WEB_CONCURRENCY="1",
         # honcho kills what still runs 5 s after its SIGTERM.
         WORKER_SHUTDOWN_TIMEOUT="1",
+        # The lines read below are the text format's.
+        LOG_FORMAT="text",
     )
     release = subprocess.run(
         procfile_line("release"), env=env, cwd=processes.ROOT, capture_output=True, timeout=120
