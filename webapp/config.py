@@ -337,8 +337,10 @@ def metrics_settings(environ: Mapping[str, str]) -> dict:
     low, high = METRICS_TOKEN_LENGTHS
     if token is not None and not low <= len(token) <= high:
         raise ConfigError("METRICS_TOKEN", f"must be {low} to {high} characters long")
-    if token is not None and not token.isascii():
-        raise ConfigError("METRICS_TOKEN", "must be ASCII (it travels in an HTTP header)")
+    if token is not None and not all("!" <= char <= "~" for char in token):
+        raise ConfigError(
+            "METRICS_TOKEN", "must be printable ASCII without spaces (it travels in a header)"
+        )
     return {
         "METRICS_TOKEN": token,
         "METRICS_ALLOW_FROM": parse_networks(
