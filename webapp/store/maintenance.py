@@ -166,7 +166,8 @@ async def fold_attempt_counts(conn: psycopg.AsyncConnection) -> int:
         ), folded AS (
             INSERT INTO attempt_counts AS c
                 (hour, task_name, outcome, slot, shard, attempts, seconds)
-            SELECT '-infinity'::timestamptz, task_name, outcome, slot, 0, sum(attempts), sum(seconds)
+            SELECT '-infinity'::timestamptz, task_name, outcome, slot, 0, sum(attempts),
+                   sum(seconds)
             FROM old
             GROUP BY task_name, outcome, slot
             ORDER BY task_name, outcome, slot
