@@ -2,9 +2,9 @@
 
 Every number is read from the database at scrape time by ``DatabaseCollector``, so every
 web process answers the same, and a restart loses nothing: there are no counters in
-process memory. The reads are cheap at a million jobs: live counts from the partial
-indexes of waiting and running jobs, finished ones from housekeeping's counts, attempts
-and SMS from rollups kept by triggers (migrations 0030 and 0031).
+process memory. The reads are cheap at a million jobs: live counts from index-only scans
+of the partial indexes of waiting and running jobs, finished ones from housekeeping's
+counts, attempts and SMS from rollups kept by triggers (migrations 0030 and 0031).
 
 The endpoint serves operators, not tenants: it adds up every organization, and no label
 names one. Queue and task labels are bounded by the code: a queue or task the code does
@@ -12,7 +12,6 @@ not declare is counted under ``(other)``.
 """
 
 import collections
-import datetime
 import hmac
 import ipaddress
 import logging
@@ -60,20 +59,22 @@ class DatabaseCollector(Collector):
         self.stale_seconds = stale_seconds
 
     def collect(self):
-        yield self.jobs()
-        yield self.oldest_waiting()
+        yield from self.jobs()
         yield from self.attempts()
         yield self.workers_alive()
         yield self.sms_messages()
 
-    def jobs(self) -> GaugeMetricFamily:
+    def jobs(self):
         counts = collections.Counter(
             {(queue, status): 0 for queue in QUEUES for status in monitoring.JOB_STATUSES}
         )
-        for row in overview_store.count_live_jobs(self.conn, None):
+        ages = dict.fromkeys(QUEUES, 0.0)
+        for row in store.count_waiting_jobs(self.conn):
             queue = queue_label(row["queue_name"])
-            counts[queue, "todo"] += row["waiting"] + row["scheduled"]
-            counts[queue, "doing"] += row["running"]
+            counts[queue, "todo"] += row["jobs"]
+            ages[queue] = max(ages.get(queue, 0.0), row["oldest_age"] or 0.0, 0.0)
+        for row in store.count_running_jobs(self.conn):
+            counts[queue_label(row["queue_name"]), "doing"] += row["jobs"]
         for row in overview_store.list_finished_counts(self.conn, None):
             counts[queue_label(row["queue_name"]), row["status"]] += row["jobs"]
         family = GaugeMetricFamily(
@@ -84,20 +85,15 @@ class DatabaseCollector(Collector):
         )
         for (queue, status), jobs in sorted(counts.items()):
             family.add_metric([queue, status], jobs)
-        return family
-
-    def oldest_waiting(self) -> GaugeMetricFamily:
+        yield family
         family = GaugeMetricFamily(
             "howdah_queue_oldest_waiting_job_age_seconds",
             "Per queue, how long its longest-waiting runnable job has waited (0: none waits)",
             labels=["queue"],
         )
-        now = datetime.datetime.now(datetime.UTC)
-        for row in overview_store.list_oldest_waiting(self.conn, list(QUEUES), None):
-            since = row["waiting_since"]
-            age = max((now - since).total_seconds(), 0.0) if since else 0.0
-            family.add_metric([row["queue_name"]], age)
-        return family
+        for queue, age in sorted(ages.items()):
+            family.add_metric([queue], age)
+        yield family
 
     def attempts(self):
         bounds = store.get_attempt_bounds(self.conn)
