@@ -77,23 +77,21 @@ class DatabaseCollector(Collector):
             counts[queue_label(row["queue_name"]), "doing"] += row["jobs"]
         for row in overview_store.list_finished_counts(self.conn, None):
             counts[queue_label(row["queue_name"]), row["status"]] += row["jobs"]
-        family = GaugeMetricFamily(
+        yield labelled(
+            GaugeMetricFamily,
             "howdah_jobs",
             "Jobs by queue and state; finished states as housekeeping last counted them"
             " (each minute)",
-            labels=["queue", "state"],
+            ["queue", "state"],
+            counts.items(),
         )
-        for (queue, status), jobs in sorted(counts.items()):
-            family.add_metric([queue, status], jobs)
-        yield family
-        family = GaugeMetricFamily(
+        yield labelled(
+            GaugeMetricFamily,
             "howdah_queue_oldest_waiting_job_age_seconds",
             "Per queue, how long its longest-waiting runnable job has waited (0: none waits)",
-            labels=["queue"],
+            ["queue"],
+            (((queue,), age) for queue, age in ages.items()),
         )
-        for queue, age in sorted(ages.items()):
-            family.add_metric([queue], age)
-        yield family
 
     def attempts(self):
         bounds = store.get_attempt_bounds(self.conn)
@@ -105,14 +103,13 @@ class DatabaseCollector(Collector):
             attempts[task, row["outcome"]] += row["attempts"]
             slots[task][row["slot"]] += row["attempts"]
             seconds[task] += row["seconds"]
-        counter = CounterMetricFamily(
+        yield labelled(
+            CounterMetricFamily,
             "howdah_job_attempts",
             "Runs of jobs ended, by task and outcome (succeeded, failed, aborted, lost)",
-            labels=["task", "outcome"],
+            ["task", "outcome"],
+            attempts.items(),
         )
-        for (task, outcome), count in sorted(attempts.items()):
-            counter.add_metric([task, outcome], count)
-        yield counter
         histogram = HistogramMetricFamily(
             "howdah_job_attempt_duration_seconds",
             "How long runs of jobs took, by task",
@@ -131,14 +128,21 @@ class DatabaseCollector(Collector):
         )
 
     def sms_messages(self) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(
+        return labelled(
+            GaugeMetricFamily,
             "howdah_sms_messages",
             "SMS message records by status (kept for SMS_RETENTION_DAYS)",
-            labels=["status"],
+            ["status"],
+            (((row["status"],), row["messages"]) for row in store.count_sms_by_status(self.conn)),
         )
-        for row in sorted(store.count_sms_by_status(self.conn), key=lambda r: r["status"]):
-            family.add_metric([row["status"]], row["messages"])
-        return family
+
+
+def labelled(kind, name: str, documentation: str, labels: list[str], samples):
+    """A metric family of ``kind`` with a sample per (label values, value), in label order."""
+    family = kind(name, documentation, labels=labels)
+    for values, value in sorted(samples):
+        family.add_metric(list(values), value)
+    return family
 
 
 def cumulative(bounds: list[float], counts: list[int]) -> list[tuple[str, int]]:
