@@ -6,6 +6,8 @@ BENCH_ADMIN_JOBS=10000000 .venv/bin/python -m bench.run   # the admin pages at 1
 
 The admin pages' database is seeded once (30 to 70 s for 1,000,000 jobs here) and
 dropped after the last run, unless BENCH_ADMIN_KEEP=1 keeps it for the next one.
+GET /metrics is timed on a fresh database of as many jobs, filled by generate_series each
+run.
 """
 
 import datetime
@@ -19,6 +21,7 @@ from bench import (
     bench_batch,
     bench_fetch,
     bench_latency,
+    bench_metrics,
     bench_worker,
     harness,
 )
@@ -51,7 +54,7 @@ def medians(results: list[dict]) -> dict:
 
 
 def measure() -> dict:
-    raw = {name: [] for name in ("api", "batch", "worker", "latency", "fetch", "admin")}
+    raw = {name: [] for name in ("api", "batch", "worker", "latency", "fetch", "admin", "metrics")}
     for run in range(RUNS):
         print(f"run {run + 1}/{RUNS}", flush=True)
         raw["api"].append(bench_api.run())
@@ -65,6 +68,10 @@ def measure() -> dict:
         if last:
             bench_admin.PLANS.write_text(bench_admin.plans_report(admin))
         raw["admin"].append(bench_admin.compact(admin))
+        scrape = bench_metrics.run(ADMIN_JOBS)
+        if last:
+            bench_metrics.PLANS.write_text(bench_metrics.plans_report(scrape))
+        raw["metrics"].append(bench_metrics.compact(scrape))
     return {"raw": raw, "median": {k: medians(v) for k, v in raw.items()}}
 
 
@@ -213,6 +220,8 @@ def report(results: dict) -> str:
         "Every run's numbers: `bench/results.json`.",
         "",
         bench_admin.report(m["admin"]),
+        "",
+        bench_metrics.report(m["metrics"]),
     ]
     return "\n".join(lines)
 

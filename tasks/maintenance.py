@@ -84,7 +84,8 @@ async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) 
 )
 async def purge_finished_jobs(context: procrastinate.JobContext, timestamp: int) -> dict:
     """Delete finished jobs and their attempt records after the retention period, and
-    failed sign-ins, ended sessions and SMS message records after theirs.
+    failed sign-ins, ended sessions and SMS message records after theirs; fold the hourly
+    attempt counts of /metrics into their totals.
 
     Housekeeping runs themselves are kept for a day. A run stops after
     ``PURGE_BUDGET_SECONDS`` so that it never holds the housekeeping slot for long.
@@ -98,6 +99,7 @@ async def purge_finished_jobs(context: procrastinate.JobContext, timestamp: int)
     async with pool(context).connection() as conn:
         workers = await store.delete_old_worker_records(conn, now - datetime.timedelta(days=days))
         await store.delete_old_job_minutes(conn, now - MINUTES_RETENTION)
+        folded = await store.fold_attempt_counts(conn)
     sign_in_cutoff = now - datetime.timedelta(days=settings["SIGN_IN_RETENTION_DAYS"])
     sign_ins = await purge_rows(context, store.delete_old_sign_in_records, sign_in_cutoff, deadline)
     sms_cutoff = now - datetime.timedelta(days=settings["SMS_RETENTION_DAYS"])
@@ -115,6 +117,7 @@ async def purge_finished_jobs(context: procrastinate.JobContext, timestamp: int)
         "worker_records_deleted": workers,
         "sign_in_records_deleted": sign_ins,
         "sms_records_deleted": messages,
+        "attempt_counts_folded": folded,
     }
 
 

@@ -298,3 +298,35 @@ def test_a_command_may_be_given_the_direct_url_alone():
     settings = config.web_settings({"DIRECT_DATABASE_URL": VALID["DATABASE_URL"]}, serving=False)
     assert settings["DATABASE_URL"] is None
     assert settings["DIRECT_DATABASE_URL"] == VALID["DATABASE_URL"]
+
+
+def test_metrics_settings_default_to_loopback_and_no_token():
+    settings = web()
+    assert settings["METRICS_TOKEN"] is None
+    assert [str(n) for n in settings["METRICS_ALLOW_FROM"]] == ["127.0.0.1/32", "::1/128"]
+    settings = web(METRICS_TOKEN=" " + "t" * 16 + " ", METRICS_ALLOW_FROM=" 10.0.0.0/8, 192.0.2.7 ")
+    assert settings["METRICS_TOKEN"] == "t" * 16
+    assert [str(n) for n in settings["METRICS_ALLOW_FROM"]] == ["10.0.0.0/8", "192.0.2.7/32"]
+    assert web(METRICS_ALLOW_FROM="none")["METRICS_ALLOW_FROM"] == ()
+    assert web(METRICS_ALLOW_FROM="")["METRICS_ALLOW_FROM"] == ()
+
+
+@pytest.mark.parametrize(
+    ("changes", "name", "fragment"),
+    [
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN", "16 to 256 characters"),
+        ({"METRICS_TOKEN": "t" * 257}, "METRICS_TOKEN", "16 to 256 characters"),
+        ({"METRICS_TOKEN": "é" * 16}, "METRICS_TOKEN", "printable ASCII"),
+        ({"METRICS_TOKEN": "a b" * 8}, "METRICS_TOKEN", "printable ASCII"),
+        ({"METRICS_ALLOW_FROM": "localhost"}, "METRICS_ALLOW_FROM", "IP addresses or networks"),
+        ({"METRICS_ALLOW_FROM": "10.0.0.1/8"}, "METRICS_ALLOW_FROM", "host bits set"),
+        ({"METRICS_ALLOW_FROM": "10.0.0.0/33"}, "METRICS_ALLOW_FROM", "IP addresses"),
+        ({"METRICS_ALLOW_FROM": ",".join(["10.0.0.1"] * 65)}, "METRICS_ALLOW_FROM", "at most 64"),
+    ],
+)
+def test_invalid_metrics_settings(changes, name, fragment):
+    with pytest.raises(config.ConfigError) as caught:
+        web(**changes)
+    assert caught.value.name == name
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)

@@ -6,6 +6,7 @@ Nothing here runs at import time: entry points call ``web_settings`` or
 
 import base64
 import binascii
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -250,6 +251,7 @@ def web_settings(environ: Mapping[str, str], serving: bool = True) -> dict:
         "LOG_LEVEL": parse_log_level(environ),
         "LOG_FORMAT": parse_log_format(environ),
         **webhook_settings(environ),
+        **metrics_settings(environ),
     }
 
 
@@ -351,6 +353,44 @@ def webhook_settings(environ: Mapping[str, str]) -> dict:
         "TELNYX_PUBLIC_KEY": parse_public_key(environ, "TELNYX_PUBLIC_KEY"),
         "TELNYX_WEBHOOK_TOLERANCE_SECONDS": parse_int(
             environ, "TELNYX_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1
+        ),
+    }
+
+
+METRICS_TOKEN_LENGTHS = (16, 256)
+METRICS_ALLOW_FROM_DEFAULT = "127.0.0.1/32,::1/128"
+METRICS_ALLOW_FROM_MAX = 64
+
+
+def parse_networks(environ: Mapping[str, str], name: str, default: str) -> tuple:
+    """Read comma-separated IP addresses or CIDR networks (``none``: an empty list)."""
+    raw = environ.get(name)
+    raw = default if raw is None else raw.strip()
+    if raw.lower() == "none":
+        return ()
+    entries = [entry.strip() for entry in raw.split(",") if entry.strip()]
+    if len(entries) > METRICS_ALLOW_FROM_MAX:
+        raise ConfigError(name, f"may list at most {METRICS_ALLOW_FROM_MAX} networks")
+    try:
+        return tuple(ipaddress.ip_network(entry) for entry in entries)
+    except ValueError as exc:
+        raise ConfigError(name, f"must be IP addresses or networks (10.0.0.0/8): {exc}") from None
+
+
+def metrics_settings(environ: Mapping[str, str]) -> dict:
+    """Who may read GET /metrics: a bearer token, and addresses that need none."""
+    token = environ.get("METRICS_TOKEN", "").strip() or None
+    low, high = METRICS_TOKEN_LENGTHS
+    if token is not None and not low <= len(token) <= high:
+        raise ConfigError("METRICS_TOKEN", f"must be {low} to {high} characters long")
+    if token is not None and not all("!" <= char <= "~" for char in token):
+        raise ConfigError(
+            "METRICS_TOKEN", "must be printable ASCII without spaces (it travels in a header)"
+        )
+    return {
+        "METRICS_TOKEN": token,
+        "METRICS_ALLOW_FROM": parse_networks(
+            environ, "METRICS_ALLOW_FROM", METRICS_ALLOW_FROM_DEFAULT
         ),
     }
 

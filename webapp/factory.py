@@ -6,7 +6,20 @@ from collections.abc import Mapping
 import click
 from flask import Flask
 
-from webapp import auth, cli, db, errors, health, logs, paths, queue, security, views, webhooks
+from webapp import (
+    auth,
+    cli,
+    db,
+    errors,
+    health,
+    logs,
+    metrics,
+    paths,
+    queue,
+    security,
+    views,
+    webhooks,
+)
 from webapp.admin import bp as admin_bp
 from webapp.api import bp as api_bp
 from webapp.config import web_settings
@@ -30,6 +43,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     security.init_app(app)
     auth.init_app(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)

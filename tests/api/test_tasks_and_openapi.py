@@ -61,7 +61,7 @@ def api_routes(app) -> set[tuple[str, str]]:
     """(path, method) of every /api route, in OpenAPI's path syntax."""
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith("/api/"):
+        if rule.rule.startswith("/api/") or rule.rule == "/metrics":
             path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             routes |= {(path, m.lower()) for m in rule.methods - {"HEAD", "OPTIONS"}}
     return routes
@@ -160,6 +160,7 @@ def test_every_operation_declares_the_statuses_it_answers(document):
         (method, path): {int(code) for code in operation["responses"]}
         for path, operations in document["paths"].items()
         for method, operation in operations.items()
+        if path != "/metrics"
     }
     assert declared == {key: codes | SERVER_REFUSALS for key, codes in STATUSES.items()}
     for (method, path), codes in STATUSES.items():
@@ -245,3 +246,13 @@ def test_the_status_of_an_unreachable_database_has_the_documented_shape(app, doc
     }
     jsonschema.Draft202012Validator(schema).validate(body)
     assert body["workers"] is None and body["database"]["reachable"] is False
+
+
+def test_metrics_are_documented_as_text_behind_their_own_token(document):
+    operation = document["paths"]["/metrics"]["get"]
+    assert operation["security"] == [{"metricsToken": []}, {}]
+    assert document["components"]["securitySchemes"]["metricsToken"]["scheme"] == "bearer"
+    responses = operation["responses"]
+    assert set(responses) == {"200", "401", "404", "503"}
+    assert list(responses["200"]["content"]) == ["text/plain; version=0.0.4"]
+    assert "WWW-Authenticate" in responses["401"]["headers"]

@@ -272,11 +272,19 @@ def test_purge_deletes_old_finished_jobs_their_attempts_and_old_housekeeping_run
     old_waiting = finished_job("todo", "30 days")
     housekeeping_old = finished_job("succeeded", "25 hours", queue="housekeeping")
     housekeeping_new = finished_job("succeeded", "1 hour", queue="housekeeping")
+    # The attempt counts of /metrics from hours ago are folded into their totals.
+    conn.execute("UPDATE attempt_counts SET hour = hour - interval '2 hours'")
+    hourly = conn.execute("SELECT count(*), sum(attempts) FROM attempt_counts").fetchone()
+    assert hourly[0] > 0
 
     result = run_task(db_url, maintenance.purge_finished_jobs, monkeypatch, JOB_RETENTION_DAYS=7)
 
+    assert conn.execute(
+        "SELECT count(*) FILTER (WHERE hour = '-infinity'), sum(attempts) FROM attempt_counts"
+    ).fetchone() == (conn.execute("SELECT count(*) FROM attempt_counts").fetchone()[0], hourly[1])
     assert result == {
         "deleted": 5,
+        "attempt_counts_folded": hourly[0],
         "worker_records_deleted": 0,
         "sign_in_records_deleted": 0,
         "sms_records_deleted": 0,

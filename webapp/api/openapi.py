@@ -10,7 +10,7 @@ import functools
 from flask import current_app
 from pydantic.json_schema import models_json_schema
 
-from webapp import errors, logs, monitoring, subscriptions
+from webapp import errors, logs, metrics, monitoring, subscriptions
 from webapp.api import bp, documents, jobs, schemas, subscription_docs
 from webapp.api.openapi_parts import (
     BIGINT,
@@ -258,6 +258,39 @@ def other_paths() -> dict:
     }
 
 
+def text_response(description: str, media_type: str = "text/plain") -> dict:
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+
+
+def metrics_paths() -> dict:
+    """GET /metrics: for operators' scrapers, outside /api; its answers are text, as are
+    the refusals gunicorn answers for it (unless the client accepts only JSON)."""
+    challenge = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
+    return {
+        metrics.PATH: {
+            "get": {
+                "operationId": "get_metrics",
+                "summary": "Jobs, attempts, workers and SMS in Prometheus' text format",
+                "description": "Let in from METRICS_ALLOW_FROM without a token, or anywhere"
+                " with METRICS_TOKEN as a bearer token; a request with an Authorization"
+                " header is judged by its token alone.",
+                "tags": ["meta"],
+                "security": [{"metricsToken": []}, {}],
+                "responses": {
+                    "200": text_response(
+                        "The metrics", metrics.CONTENT_TYPE.partition(";")[0] + "; version=0.0.4"
+                    ),
+                    "401": {**text_response("No token or a wrong one"), "headers": challenge},
+                    "404": text_response(
+                        "Not on the allow-list, and no METRICS_TOKEN is set", "text/html"
+                    ),
+                    "503": text_response("The database is unavailable"),
+                },
+            },
+        }
+    }
+
+
 def component_schemas() -> dict:
     """Every model's JSON Schema: requests as they validate, answers as they serialise."""
     requests = [
@@ -278,7 +311,12 @@ SECURITY = {
         " organization. A browser signed in to the site may call the API with its session"
         " cookie instead, and must send the page's CSRF token as X-CSRFToken with a change"
         " (400 without it).",
-    }
+    },
+    "metricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "METRICS_TOKEN, for GET /metrics only.",
+    },
 }
 
 
@@ -354,6 +392,7 @@ def document(max_body: int, max_batch_body: int) -> dict:
                     **other_paths(),
                 }
             )
+            | metrics_paths()
         ),
         "components": {"schemas": component_schemas(), "securitySchemes": SECURITY},
     }

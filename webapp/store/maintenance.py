@@ -151,3 +151,30 @@ async def delete_uncounted_states(conn: psycopg.AsyncConnection) -> None:
         "DELETE FROM job_state_counts"
         " WHERE counted_at < (SELECT max(counted_at) FROM job_state_counts)"
     )
+
+
+async def fold_attempt_counts(conn: psycopg.AsyncConnection) -> int:
+    """Fold hourly attempt counts older than the last full hour into each task's total row
+    (hour '-infinity'), in one statement, so a reader sees them in one place or the other
+    and the totals never go down. How many hourly rows it folded."""
+    cursor = await conn.execute(
+        """
+        WITH old AS (
+            DELETE FROM attempt_counts
+            WHERE hour < date_trunc('hour', now()) - interval '1 hour' AND hour > '-infinity'
+            RETURNING task_name, outcome, slot, attempts, seconds
+        ), folded AS (
+            INSERT INTO attempt_counts AS c
+                (hour, task_name, outcome, slot, shard, attempts, seconds)
+            SELECT '-infinity'::timestamptz, task_name, outcome, slot, 0, sum(attempts),
+                   sum(seconds)
+            FROM old
+            GROUP BY task_name, outcome, slot
+            ORDER BY task_name, outcome, slot
+            ON CONFLICT (hour, task_name, outcome, slot, shard) DO UPDATE SET
+                attempts = c.attempts + excluded.attempts, seconds = c.seconds + excluded.seconds
+        )
+        SELECT count(*) FROM old
+        """
+    )
+    return (await cursor.fetchone())[0]
