@@ -153,7 +153,14 @@ def measure(url: str, warmups: int, requests: int) -> dict:
     """Time the scrape and the baselines; record and explain the scrape's statements."""
     token = harness.api_token(url)
     with bench_admin.recording_pool():
-        app = create_app({"DATABASE_URL": url, "SECRET_KEY": harness.SECRET, "LOG_LEVEL": "ERROR"})
+        app = create_app(
+            {
+                "DATABASE_URL": url,
+                "SECRET_KEY": harness.SECRET,
+                "LOG_LEVEL": "ERROR",
+                "METRICS_ALLOW_FROM": "127.0.0.1/32",
+            }
+        )
         try:
             client = app.test_client()
             result = {

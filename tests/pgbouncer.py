@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -96,6 +97,17 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10.0) -
         time.sleep(0.05)
 
 
+def run_as(server_url: str) -> list[str]:
+    """PgBouncer's ``-u`` option: as root, the owner of the server's socket folder (an
+    embedded server's is private to its user), or nobody for a server over TCP."""
+    if os.geteuid() != 0:
+        return []
+    host = psycopg.conninfo.conninfo_to_dict(server_url).get("host", "")
+    if host.startswith("/"):
+        return ["-u", pwd.getpwuid(os.stat(host).st_uid).pw_name]
+    return ["-u", "nobody"]
+
+
 @contextlib.contextmanager
 def run(server_url: str, log_path: Path, connect_query: str | None = None) -> Iterator[PgBouncer]:
     """Start PgBouncer in front of ``server_url``'s server; stop it afterwards.
@@ -115,7 +127,7 @@ def run(server_url: str, log_path: Path, connect_query: str | None = None) -> It
         ini.write_text(config_text(server_url, port, directory, connect_query))
         for path in directory.iterdir():
             path.chmod(0o644)
-        command = [executable, *(["-u", "nobody"] if os.geteuid() == 0 else []), str(ini)]
+        command = [executable, *run_as(server_url), str(ini)]
         process = processes.start(command, processes.process_env(), log_path)
         try:
             wait_for_port(port, process)

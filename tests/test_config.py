@@ -72,6 +72,7 @@ def test_invalid_settings_stop_startup_with_one_line(changes, name, fragment):
         "postgresql://u:pw%zzsecret@h/db",
         "postgresql://u:pw secret@h/db",
         "postgresql://pw%zzsecret@h/db",
+        "postgresql://u:pwsecret@[::1:5432/db",  # libpq quotes the whole URL
     ],
 )
 def test_a_malformed_database_url_never_quotes_its_credentials(url):
@@ -84,6 +85,16 @@ def test_a_malformed_database_url_never_quotes_its_credentials(url):
 def test_development_needs_no_secret_key():
     settings = web(HOWDAH_ENV="development", SECRET_KEY=None)
     assert settings["SECRET_KEY"] == config.DEV_SECRET_KEY
+
+
+@pytest.mark.parametrize(
+    "placeholder", [config.DEV_SECRET_KEY, "change-me-to-a-long-random-string"]
+)
+def test_a_placeholder_secret_key_stops_production_but_not_development(placeholder):
+    with pytest.raises(config.ConfigError) as caught:
+        web(SECRET_KEY=placeholder)
+    assert caught.value.name == "SECRET_KEY" and "placeholder" in str(caught.value)
+    assert web(SECRET_KEY=placeholder, HOWDAH_ENV="development")["SECRET_KEY"] == placeholder
 
 
 def test_development_keeps_a_given_secret_key():
@@ -300,10 +311,12 @@ def test_a_command_may_be_given_the_direct_url_alone():
     assert settings["DIRECT_DATABASE_URL"] == VALID["DATABASE_URL"]
 
 
-def test_metrics_settings_default_to_loopback_and_no_token():
+def test_metrics_settings_default_to_no_address_and_no_token_but_loopback_in_development():
     settings = web()
     assert settings["METRICS_TOKEN"] is None
-    assert [str(n) for n in settings["METRICS_ALLOW_FROM"]] == ["127.0.0.1/32", "::1/128"]
+    assert settings["METRICS_ALLOW_FROM"] == ()
+    development = web(HOWDAH_ENV="development")["METRICS_ALLOW_FROM"]
+    assert [str(n) for n in development] == ["127.0.0.1/32", "::1/128"]
     settings = web(METRICS_TOKEN=" " + "t" * 16 + " ", METRICS_ALLOW_FROM=" 10.0.0.0/8, 192.0.2.7 ")
     assert settings["METRICS_TOKEN"] == "t" * 16
     assert [str(n) for n in settings["METRICS_ALLOW_FROM"]] == ["10.0.0.0/8", "192.0.2.7/32"]

@@ -112,7 +112,10 @@ def test_web_probe_passes_a_ready_web_process(db_url, tmp_path):
     web, port = processes.serve_web(
         tmp_path / "web.log", DATABASE_URL=db_url, SECRET_KEY=TEST_SECRET
     )
-    done = run_module("webapp.probe", processes.process_env(PORT=str(port)))
+    # A proxy the container inherited (Docker passes them on) is not asked.
+    proxy = "http://127.0.0.1:9"
+    env = processes.process_env(PORT=str(port), http_proxy=proxy, HTTP_PROXY=proxy)
+    done = run_module("webapp.probe", env)
     assert done.returncode == 0, done
     assert one_line(done.stdout) == "ok: /readyz answered 200"
     processes.stop(web)

@@ -78,9 +78,9 @@ def add_sms(conn, job_id, status) -> None:
 
 
 @pytest.fixture
-def metrics_client(app):
-    """A client from 127.0.0.1, which the default METRICS_ALLOW_FROM lets in."""
-    return app.test_client()
+def metrics_client(make_app, db_url):
+    """A client from 127.0.0.1, which METRICS_ALLOW_FROM lets in."""
+    return make_app(db_url, METRICS_ALLOW_FROM="127.0.0.1/32").test_client()
 
 
 def test_jobs_by_queue_and_state_and_the_oldest_waiting_age(conn, orgs, metrics_client):
@@ -218,9 +218,11 @@ def test_workers_alive_and_sms_by_status(conn, orgs, metrics_client):
 @pytest.mark.parametrize(
     ("settings", "address", "authorization", "status"),
     [
-        ({}, "127.0.0.1", None, 200),
-        ({}, "::1", None, 200),
-        ({}, "10.0.0.5", None, 404),
+        ({}, "127.0.0.1", None, 404),
+        ({"HOWDAH_ENV": "development"}, "127.0.0.1", None, 200),
+        ({"HOWDAH_ENV": "development"}, "::1", None, 200),
+        ({"HOWDAH_ENV": "development"}, "10.0.0.5", None, 404),
+        ({"METRICS_ALLOW_FROM": "127.0.0.1/32,::1/128"}, "::1", None, 200),
         ({"METRICS_ALLOW_FROM": "10.0.0.0/8"}, "10.0.0.5", None, 200),
         ({"METRICS_ALLOW_FROM": "10.0.0.0/8"}, "127.0.0.1", None, 404),
         ({"METRICS_ALLOW_FROM": "none"}, "127.0.0.1", None, 404),
@@ -230,7 +232,8 @@ def test_workers_alive_and_sms_by_status(conn, orgs, metrics_client):
         ({"METRICS_TOKEN": TOKEN}, "10.0.0.5", "Bearer " + "x" * 24, 401),
         ({"METRICS_TOKEN": TOKEN}, "10.0.0.5", f"Basic {TOKEN}", 401),
         ({"METRICS_TOKEN": TOKEN}, "127.0.0.1", "Bearer wrong-token-é", 401),
-        ({"METRICS_TOKEN": TOKEN}, "127.0.0.1", None, 200),
+        ({"METRICS_TOKEN": TOKEN}, "127.0.0.1", None, 401),
+        ({"METRICS_TOKEN": TOKEN, "METRICS_ALLOW_FROM": "127.0.0.1/32"}, "127.0.0.1", None, 200),
         ({}, "127.0.0.1", f"Bearer {TOKEN}", 401),
     ],
 )
@@ -247,8 +250,20 @@ def test_who_may_read_the_metrics(make_app, db_url, settings, address, authoriza
 
 
 def test_database_down_is_a_short_503(make_app, pg_server):
-    app = make_app(pg_server.url("howdah_no_such_database"), DB_POOL_TIMEOUT="0.5")
+    app = make_app(
+        pg_server.url("howdah_no_such_database"),
+        DB_POOL_TIMEOUT="0.5",
+        METRICS_ALLOW_FROM="127.0.0.1/32",
+    )
     response = app.test_client().get("/metrics")
     assert response.status_code == 503
     assert response.content_type.startswith("text/plain")
     assert response.get_data(as_text=True) == "database unavailable\n"
+
+
+def test_a_database_the_release_has_not_migrated_is_a_short_503(make_app, empty_db_url):
+    app = make_app(empty_db_url, METRICS_ALLOW_FROM="127.0.0.1/32")
+    response = app.test_client().get("/metrics")
+    assert response.status_code == 503
+    assert response.content_type.startswith("text/plain")
+    assert response.get_data(as_text=True) == "database schema not current\n"

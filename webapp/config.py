@@ -121,12 +121,18 @@ DATABASE_URL_REQUIRED = "is required (for example postgresql://postgres@localhos
 
 
 def url_problem(raw: str, exc: Exception) -> str:
-    """libpq's reason for refusing a URL, unless it quotes the user or password part
-    (``invalid percent-encoded token: "<password>"``): that message reaches the log."""
+    """libpq's reason for refusing a URL, with its user and password part left out: the
+    reason may quote that part (``invalid percent-encoded token: "<password>"``) or the
+    whole URL, and it reaches the log."""
     reason = str(exc).strip()
     credentials = raw.partition("://")[2].rpartition("@")[0]
-    if credentials and any(part in credentials for part in re.findall(r'"([^"]+)"', reason)):
-        return "its user or password is malformed; percent-encode special characters"
+    if not credentials:
+        return reason
+    for quoted in re.findall(r'"([^"]*)"', reason):
+        if credentials in quoted:
+            reason = reason.replace(f'"{quoted}"', f'"{quoted.replace(credentials, "***")}"')
+        elif quoted and quoted in credentials:
+            return "its user or password is malformed; percent-encode special characters"
     return reason
 
 
@@ -164,6 +170,12 @@ def parse_secret_key(environ: Mapping[str, str], environment: str) -> str:
         raise ConfigError("SECRET_KEY", "is required outside development (HOWDAH_ENV=development)")
     if len(raw) < 16:
         raise ConfigError("SECRET_KEY", "must be at least 16 characters long")
+    if environment != "development" and (raw == DEV_SECRET_KEY or "change-me" in raw.lower()):
+        raise ConfigError(
+            "SECRET_KEY",
+            "is a placeholder; set a random one, e.g. from"
+            " python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
     return raw
 
 
@@ -251,7 +263,7 @@ def web_settings(environ: Mapping[str, str], serving: bool = True) -> dict:
         "LOG_LEVEL": parse_log_level(environ),
         "LOG_FORMAT": parse_log_format(environ),
         **webhook_settings(environ),
-        **metrics_settings(environ),
+        **metrics_settings(environ, environment),
     }
 
 
@@ -358,7 +370,9 @@ def webhook_settings(environ: Mapping[str, str]) -> dict:
 
 
 METRICS_TOKEN_LENGTHS = (16, 256)
-METRICS_ALLOW_FROM_DEFAULT = "127.0.0.1/32,::1/128"
+# Loopback only under development: behind a proxy on the same host, with TRUSTED_PROXIES
+# unset, every client would come from 127.0.0.1.
+METRICS_ALLOW_FROM_DEFAULTS = {"development": "127.0.0.1/32,::1/128", "production": "none"}
 METRICS_ALLOW_FROM_MAX = 64
 
 
@@ -377,8 +391,9 @@ def parse_networks(environ: Mapping[str, str], name: str, default: str) -> tuple
         raise ConfigError(name, f"must be IP addresses or networks (10.0.0.0/8): {exc}") from None
 
 
-def metrics_settings(environ: Mapping[str, str]) -> dict:
-    """Who may read GET /metrics: a bearer token, and addresses that need none."""
+def metrics_settings(environ: Mapping[str, str], environment: str) -> dict:
+    """Who may read GET /metrics: a bearer token, and addresses that need none (by
+    default, none but loopback under development)."""
     token = environ.get("METRICS_TOKEN", "").strip() or None
     low, high = METRICS_TOKEN_LENGTHS
     if token is not None and not low <= len(token) <= high:
@@ -390,7 +405,7 @@ def metrics_settings(environ: Mapping[str, str]) -> dict:
     return {
         "METRICS_TOKEN": token,
         "METRICS_ALLOW_FROM": parse_networks(
-            environ, "METRICS_ALLOW_FROM", METRICS_ALLOW_FROM_DEFAULT
+            environ, "METRICS_ALLOW_FROM", METRICS_ALLOW_FROM_DEFAULTS[environment]
         ),
     }
 

@@ -16,6 +16,7 @@ import hmac
 import ipaddress
 import logging
 
+import psycopg
 from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import exposition
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -38,6 +39,12 @@ PATH = "/metrics"
 # which older scrapers do not accept).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OTHER = "(other)"
+# What a scrape meets when the release command has not yet applied what this code reads.
+SCHEMA_BEHIND = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedFunction,
+    psycopg.errors.UndefinedColumn,
+)
 QUEUES = (*queues.ALL, queues.HOUSEKEEPING)
 
 
@@ -209,4 +216,7 @@ def metrics():
     except db.UNAVAILABLE_ERRORS as exc:
         log.warning("metrics: database unavailable: %s", exc, extra={"action": "metrics"})
         return Response("database unavailable\n", 503, mimetype="text/plain")
+    except SCHEMA_BEHIND as exc:  # this code runs before the release that it needs
+        log.warning("metrics: schema behind the code: %s", exc, extra={"action": "metrics"})
+        return Response("database schema not current\n", 503, mimetype="text/plain")
     return Response(body, 200, content_type=CONTENT_TYPE)

@@ -16,6 +16,8 @@ from webapp.config import parse_int
 
 PATH = "/readyz"
 TIMEOUT = 5.0  # seconds; below the HEALTHCHECK's own timeout
+# Straight to this machine: never through an http_proxy the container inherited.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def reason_of(error: urllib.error.HTTPError) -> str:
@@ -30,7 +32,7 @@ def probe(port: int, path: str = PATH) -> tuple[bool, str]:
     """GET ``path`` on the local port; whether it answered 200, and one line saying why."""
     url = f"http://127.0.0.1:{port}{path}"
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        with OPENER.open(url, timeout=TIMEOUT) as response:
             return True, f"ok: {path} answered {response.status}"
     except urllib.error.HTTPError as error:
         return False, f"not ready: {path} answered {error.code}: {reason_of(error)}"
