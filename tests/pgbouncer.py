@@ -59,7 +59,13 @@ class PgBouncer:
             return cursor.execute(f"SHOW {what}").fetchall()
 
 
-def config_text(server_url: str, port: int, directory: Path, connect_query: str | None) -> str:
+def config_text(
+    server_url: str,
+    port: int,
+    directory: Path,
+    connect_query: str | None,
+    pool_size: int = POOL_SIZE,
+) -> str:
     """A pgbouncer.ini sending every database name to the test server, in transaction mode."""
     server = psycopg.conninfo.conninfo_to_dict(server_url)
     target = f"host={server.get('host', 'localhost')} port={server.get('port', 5432)}"
@@ -79,7 +85,7 @@ def config_text(server_url: str, port: int, directory: Path, connect_query: str 
             f"auth_file = {directory / 'userlist.txt'}",
             f"admin_users = {server.get('user', 'postgres')}",
             "pool_mode = transaction",
-            f"default_pool_size = {POOL_SIZE}",
+            f"default_pool_size = {pool_size}",
             "max_client_conn = 200",
             "",
         ]
@@ -109,10 +115,16 @@ def run_as(server_url: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def run(server_url: str, log_path: Path, connect_query: str | None = None) -> Iterator[PgBouncer]:
+def run(
+    server_url: str,
+    log_path: Path,
+    connect_query: str | None = None,
+    pool_size: int = POOL_SIZE,
+) -> Iterator[PgBouncer]:
     """Start PgBouncer in front of ``server_url``'s server; stop it afterwards.
 
-    ``connect_query`` runs on each server connection it opens (the timeouts, in production).
+    ``connect_query`` runs on each server connection it opens (the timeouts, in production);
+    ``pool_size`` is its ``default_pool_size``.
     """
     executable = binary()
     port = processes.free_port()
@@ -124,7 +136,7 @@ def run(server_url: str, log_path: Path, connect_query: str | None = None) -> It
         directory.chmod(0o755)
         (directory / "userlist.txt").write_text(f'"{user}" ""\n')
         ini = directory / "pgbouncer.ini"
-        ini.write_text(config_text(server_url, port, directory, connect_query))
+        ini.write_text(config_text(server_url, port, directory, connect_query, pool_size))
         for path in directory.iterdir():
             path.chmod(0o644)
         command = [executable, *run_as(server_url), str(ini)]

@@ -4,6 +4,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -75,24 +77,85 @@ def test_second_run_changes_nothing(empty_db_url):
     assert recorded(empty_db_url) == before
 
 
-def test_two_concurrent_runs_are_safe(empty_db_url):
-    env = {"DATABASE_URL": empty_db_url, "HOWDAH_ENV": "development", "PATH": "/usr/bin:/bin"}
+def migrate_at_once(env: dict, runs: int) -> list[str]:
+    """Start ``runs`` release commands together; wait for all; their outputs, each
+    having succeeded."""
     command = [sys.executable, "-m", "flask", "--app", "webapp", "migrate"]
-    runs = [
+    processes = [
         subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        for _ in range(2)
+        for _ in range(runs)
     ]
-    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0] * runs, outputs
+    return outputs
 
-    assert [run.returncode for run in runs] == [0, 0], outputs
+
+def assert_applied_once_each(url: str, outputs: list[str]) -> None:
+    """Every file was applied by exactly one of the runs, and recorded once."""
+    ours = [m.name for m in migrations.Sources().project()]
     combined = "\n".join(outputs)
     assert combined.count("Installing Procrastinate") == 1
-    assert combined.count("0001_create_organizations.sql") == 1
-    assert any("Nothing to migrate." in output for output in outputs)
-    names = recorded(empty_db_url)
-    assert len(names) == len(set(names))
+    for name in ours:
+        assert combined.count(f"Applying howdah/{name}") == 1, name
+    counts = [int(n) for n in re.findall(r"Applied (\d+) migration\(s\)\.", combined)]
+    assert sum(counts) == 1 + len(ours)  # Procrastinate's schema, then ours
+    assert len(counts) + combined.count("Nothing to migrate.") == len(outputs)
+    package = [m.name for m in migrations.Sources().procrastinate()]
+    expected = [("procrastinate", "schema.sql"), *(("procrastinate", n) for n in package)]
+    assert recorded(url) == sorted([*expected, *(("howdah", name) for name in ours)])
+
+
+def test_concurrent_runs_apply_each_file_once(empty_db_url):
+    env = {"DATABASE_URL": empty_db_url, "HOWDAH_ENV": "development", "PATH": "/usr/bin:/bin"}
+    # Runs may share the work file by file: each file's transaction takes the lock and
+    # checks again whether another run applied it meanwhile.
+    assert_applied_once_each(empty_db_url, migrate_at_once(env, 3))
+
+
+WAITING = "Another migration run holds the lock; waiting for it to finish."
+
+
+def test_a_run_that_waits_says_so_once_and_each_file_is_applied_by_one_run(empty_db_url):
+    lines = {"first": [], "second": []}
+    waiting = threading.Event()
+    started = []
+
+    def run(who: str) -> list[str]:
+        with connect(empty_db_url) as conn:
+            return migrations.migrate(conn, echo=lambda line: echo(who, line))
+
+    def echo(who: str, line: str) -> None:
+        lines[who].append(line)
+        if who == "second" and line == WAITING:
+            waiting.set()
+        if who == "first" and not started:  # "Installing Procrastinate", inside the lock
+            started.append(others.submit(run, "second"))
+            assert waiting.wait(30), "the second run never waited for the lock"
+
+    with ThreadPoolExecutor(1) as others:
+        applied = run("first")
+    applied += started[0].result()
+
+    assert lines["first"][0].startswith("Installing Procrastinate")
+    assert lines["second"].count(WAITING) == 1  # however many files it waited for
+    ours = [f"howdah/{m.name}" for m in migrations.Sources().project()]
+    assert sorted(applied) == sorted(["procrastinate/schema.sql", *ours])
+    said = [line for line in lines["first"] + lines["second"] if line.startswith("Applying")]
+    assert sorted(said) == sorted(f"Applying {name}" for name in ours)
+
+
+def test_a_file_changed_after_it_was_applied_is_reported_not_applied_again(empty_db_url, sources):
+    with connect(empty_db_url) as conn:
+        migrations.migrate(conn, sources)
+        # Replaced as a deploy replaces files (the folder's mtime tells the reader to look).
+        changed = sources.project_dir / "0001_create_organizations.sql"
+        edited = sources.project_dir.parent / "edited.sql"
+        edited.write_text(changed.read_text() + "\n-- edited after the release\n")
+        edited.replace(changed)
+        assert migrations.status(conn, sources).modified == ["0001_create_organizations.sql"]
+        assert migrations.migrate(conn, sources) == []
 
 
 def test_pending_file_is_listed_then_applied_alone(empty_db_url, sources):

@@ -14,6 +14,7 @@ import requests
 
 from tests import pgbouncer, processes
 from tests.conftest import TEST_PASSWORD, TEST_SECRET
+from tests.test_migrations import assert_applied_once_each, migrate_at_once
 from webapp import db
 from webapp.store import database as database_store
 
@@ -97,11 +98,36 @@ def test_migrations_take_the_direct_url(bouncer, empty_db_url):
         )
         assert result.returncode == 0, result.stderr
         assert said in result.stderr
-    # PgBouncer never had a client for this database: the migrations' session-level
-    # advisory lock was held on a connection of their own.
+    # PgBouncer never had a client for this database: the release step took the direct URL.
     assert database_name(empty_db_url) not in {row["name"] for row in bouncer.show("DATABASES")}
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] > 0
+
+
+def advisory_locks(url: str) -> int:
+    """Advisory locks held in this URL's database, by any session."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()[0]
+
+
+def test_concurrent_migrations_through_pgbouncer_alone(pg_server, empty_db_url, tmp_path):
+    """The release step with DATABASE_URL through PgBouncer in transaction mode and no
+    DIRECT_DATABASE_URL: three runs at once on a new database share one server connection."""
+    name = database_name(empty_db_url)
+    log = tmp_path / "pgbouncer.log"
+    with pgbouncer.run(pg_server.admin_url, log, pool_size=1) as bare:
+        env = processes.process_env(DATABASE_URL=bare.url(name))
+        outputs = migrate_at_once(env, 3)
+        (stats,) = [row for row in bare.show("STATS") if row["database"] == name]
+        servers = [row for row in bare.show("SERVERS") if row["database"] == name]
+        # Checked while PgBouncer keeps its server connection: nothing holds the lock.
+        assert advisory_locks(empty_db_url) == 0
+    assert stats["total_xact_count"] > 0 and len(servers) == 1  # they went through it
+    assert_applied_once_each(empty_db_url, outputs)
+    assert "Traceback" not in "".join(outputs)
 
 
 @pytest.fixture

@@ -4,15 +4,19 @@ A new database gets Procrastinate's ``schema.sql`` and every migration file the
 package ships is recorded as applied; after a Procrastinate upgrade the
 package's new migration files are applied. Then ``migrations/NNNN_*.sql`` run
 in order. Each file runs in its own transaction and is recorded in
-``schema_migrations``, all under an advisory lock, so concurrent runs are safe
-and a second run changes nothing.
+``schema_migrations`` in it. That transaction first takes an advisory lock that
+ends with it, then checks again whether another run applied the file meanwhile:
+concurrent runs are safe and a second run changes nothing, straight to
+PostgreSQL and through a pooler in transaction mode alike, since no state
+outlives a transaction.
 """
 
+import contextlib
 import functools
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -138,53 +142,70 @@ def migrate(
     sources: Sources = Sources(),
     echo: Callable[[str], None] = log.info,
 ) -> list[str]:
-    """Apply everything pending, under the advisory lock; return the names applied."""
+    """Apply everything pending, one locked transaction a step; return the names applied."""
     if not conn.autocommit:
         raise MigrationError("migrate() needs an autocommit connection")
-    if not store.try_lock(conn):
-        echo("Another migration run holds the lock; waiting for it to finish.")
-        store.lock(conn)
-    try:
-        with conn.transaction():
-            store.create_migrations_table(conn)
-        applied = _install_procrastinate(conn, sources, echo)
-        for migration in sources.expected(store.list_applied_names(conn)):
-            _apply(conn, migration, echo)
+    run = _Run(conn, echo)
+    with run.locked():
+        store.create_migrations_table(conn)
+    applied = _install_procrastinate(run, sources)
+    for migration in sources.expected(store.list_applied_names(conn)):
+        if _apply(run, migration):
             applied.append(f"{migration.source}/{migration.name}")
-        return applied
-    finally:
-        store.unlock(conn)
+    return applied
 
 
-def _install_procrastinate(
-    conn: psycopg.Connection, sources: Sources, echo: Callable[[str], None]
-) -> list[str]:
+@dataclass
+class _Run:
+    """One ``migrate()`` run: its connection, its output, and whether it said it waits."""
+
+    conn: psycopg.Connection
+    echo: Callable[[str], None]
+    waited: bool = False
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """A transaction holding the migration lock from its start to its end."""
+        with self.conn.transaction():
+            if not store.try_lock(self.conn):
+                if not self.waited:
+                    self.echo("Another migration run holds the lock; waiting for it to finish.")
+                    self.waited = True
+                store.lock(self.conn)
+            yield
+
+
+def _install_procrastinate(run: _Run, sources: Sources) -> list[str]:
     """On a database without Procrastinate, apply its schema and baseline its migrations."""
-    if any(source == PROCRASTINATE for source, _ in store.list_applied_names(conn)):
-        return []
-    if store.procrastinate_installed(conn):
-        raise MigrationError(
-            "Procrastinate's tables exist but were not installed by `flask migrate`, so their "
-            "version is unknown; migrate a new database, or record the applied Procrastinate "
-            "migrations in schema_migrations by hand."
-        )
     schema = procrastinate_schema()
-    echo(f"Installing Procrastinate {procrastinate.__version__} schema")
     try:
-        with conn.transaction():
-            store.run_script(conn, schema.sql)
+        with run.locked():
+            if any(source == PROCRASTINATE for source, _ in store.list_applied_names(run.conn)):
+                return []
+            if store.procrastinate_installed(run.conn):
+                raise MigrationError(
+                    "Procrastinate's tables exist but were not installed by `flask migrate`, so "
+                    "their version is unknown; migrate a new database, or record the applied "
+                    "Procrastinate migrations in schema_migrations by hand."
+                )
+            run.echo(f"Installing Procrastinate {procrastinate.__version__} schema")
+            store.run_script(run.conn, schema.sql)
             for migration in [schema, *sources.procrastinate()]:
-                store.record_applied(conn, migration.source, migration.name, migration.checksum)
+                store.record_applied(run.conn, migration.source, migration.name, migration.checksum)
     except psycopg.Error as exc:
         raise MigrationError(f"installing Procrastinate's schema failed: {exc}") from exc
     return [f"{PROCRASTINATE}/{SCHEMA_FILE}"]
 
 
-def _apply(conn: psycopg.Connection, migration: Migration, echo: Callable[[str], None]) -> None:
-    echo(f"Applying {migration.source}/{migration.name}")
+def _apply(run: _Run, migration: Migration) -> bool:
+    """Apply one file unless another run did meanwhile; whether this run applied it."""
     try:
-        with conn.transaction():
-            store.run_script(conn, migration.sql)
-            store.record_applied(conn, migration.source, migration.name, migration.checksum)
+        with run.locked():
+            if store.is_applied(run.conn, migration.source, migration.name):
+                return False
+            run.echo(f"Applying {migration.source}/{migration.name}")
+            store.run_script(run.conn, migration.sql)
+            store.record_applied(run.conn, migration.source, migration.name, migration.checksum)
     except psycopg.Error as exc:
         raise MigrationError(f"{migration.source}/{migration.name} failed: {exc}") from exc
+    return True

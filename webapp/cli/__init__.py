@@ -10,8 +10,8 @@ from webapp.config import DATABASE_URL_REQUIRED, ConfigError
 
 
 def connect() -> psycopg.Connection:
-    """A dedicated autocommit connection for a command (never the request pool), straight
-    to PostgreSQL: ``migrate`` holds a session-level advisory lock across transactions."""
+    """A dedicated autocommit connection for a command (never the request pool), to
+    DIRECT_DATABASE_URL (by default DATABASE_URL): straight to PostgreSQL where it is set."""
     config = current_app.config
     if config["DIRECT_DATABASE_URL"] is None:
         raise ConfigError("DATABASE_URL", DATABASE_URL_REQUIRED)
