@@ -253,6 +253,10 @@ class Worker:
             await self._gather_free_slots(lane)
             wanted = lane.free
             if wanted == 0:
+                # News that came while the lane was full is no reason to look again (a
+                # wake left set would spin this loop until a slot frees); a job that
+                # ends sets it again.
+                lane.wake.clear()
                 await self._wait_for_news(lane, None)
                 continue
             lane.wake.clear()
