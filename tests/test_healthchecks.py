@@ -93,6 +93,21 @@ def test_an_unknown_worker_fails(worker_env):
     assert one_line(done.stderr) == "unknown: no registration of worker pair.1, pair.2"
 
 
+def test_the_check_reads_the_direct_url_as_the_worker_does(db_url, tmp_path):
+    # DATABASE_URL goes through a pooler that is down; the worker does not use it.
+    dead = f"postgresql://postgres@127.0.0.1:{processes.free_port()}/howdah"
+    env = processes.process_env(
+        DATABASE_URL=dead,
+        DIRECT_DATABASE_URL=db_url,
+        WORKER_NAME="hc-direct",
+        WORKER_SHUTDOWN_TIMEOUT="3",
+        DB_CONNECT_TIMEOUT="2",
+    )
+    worker = processes.start_worker(env, tmp_path / "worker.log")
+    assert one_line(check_until(env, 0).stdout).startswith("ok: worker hc-direct, oldest")
+    assert processes.stop(worker) == 0
+
+
 def test_an_unreachable_database_fails_in_one_line():
     url = f"postgresql://postgres@127.0.0.1:{processes.free_port()}/howdah"
     done = check(processes.process_env(DATABASE_URL=url, DB_CONNECT_TIMEOUT="2"))

@@ -5,6 +5,11 @@ heartbeat and listener, the abort poll, the periodic deferrer) reports each fail
 and each success here. The first failure of an outage is logged with its cause; the
 end of the outage (every failing part has succeeded again) is logged with its length.
 Between tries each part waits with capped, jittered exponential backoff.
+
+A pool's ``PoolTimeout`` keeps no cause (the pool's own connection errors go to its
+logger, which the worker quiets), so when one starts an outage, one new connection
+is tried to learn why the database refuses (a role that does not exist, say), and its
+error goes into the line.
 """
 
 import asyncio
@@ -12,7 +17,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import procrastinate
@@ -31,6 +36,7 @@ OUTAGE_ERRORS = (
 )
 # The schema is not there yet (a worker started before the release step): waited out too.
 NOT_READY_ERRORS = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction)
+MAX_CAUSE_CHARS = 500  # libpq lists every address it tried, one line each
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -50,6 +56,20 @@ def describe(exc: BaseException) -> str:
     exc = unwrap(exc)
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+async def connection_error(conninfo: str, kwargs: dict) -> str | None:
+    """Why a new connection to ``conninfo`` fails, on one line; None when it succeeds.
+    libpq's messages name the host, port, user and database, never the password: should
+    one ever quote it, it is masked all the same."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(conninfo, **kwargs)
+    except Exception as exc:  # whatever it is, it is the answer sought
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())[:MAX_CAUSE_CHARS]
+        password = psycopg.conninfo.conninfo_to_dict(conninfo, **kwargs).get("password")
+        return text.replace(password, "***") if password else text
+    await conn.close()
+    return None
 
 
 class BackoffTimer:
@@ -81,24 +101,29 @@ class Attempt:
 class Availability:
     """Which parts of the worker cannot reach the database now; see the module docstring."""
 
-    def __init__(self):
+    def __init__(self, probe: Callable[[], Awaitable[str | None]] | None = None):
         self._failing: dict[str, str] = {}
         self._erring: dict[str, str] = {}  # parts whose last try failed, not for an outage
         self._since: float | None = None
         self._back_at: float | None = None  # when the last outage ended
+        self._probe = probe  # why a new connection fails (``connection_error``)
+        self._probing: asyncio.Future[str | None] | None = None
 
     @property
     def up(self) -> bool:
         return not self._failing
 
-    def failed(self, part: str, exc: BaseException) -> None:
-        """Note a failure of ``part``; the first one of an outage is logged."""
+    def failed(self, part: str, exc: BaseException, cause: str | None = None) -> None:
+        """Note a failure of ``part``; the first one of an outage is logged, with the
+        ``cause`` a new connection gave when it is known."""
         if not self._failing:
             self._since = time.monotonic()
+            self._probing = None  # the next outage asks anew
             log.warning(
-                "database unavailable (%s): %s; retrying until it is back",
+                "database unavailable (%s): %s%s; retrying until it is back",
                 part,
                 describe(exc),
+                f" (a new connection fails: {cause})" if cause else "",
                 extra={"action": "database_unavailable"},
             )
         else:
@@ -139,7 +164,7 @@ class Availability:
             if is_outage(exc) and self.straggler(started):
                 log.debug("%s: a try begun in the outage failed after it: %s", part, describe(exc))
             elif is_outage(exc):
-                self.failed(part, exc)
+                self.failed(part, exc, await self._cause(exc))
             elif isinstance(unwrap(exc), psycopg.Error):
                 self._erred(part, exc)
             else:
@@ -150,6 +175,17 @@ class Availability:
         self.recovered(part)
         self._erring.pop(part, None)
         backoff.reset()
+
+    async def _cause(self, exc: BaseException) -> str | None:
+        """Why no pooled connection came, when a ``PoolTimeout`` starts an outage: one new
+        connection is tried, and parts that time out meanwhile wait for its answer."""
+        if self._probe is None or not self.up:
+            return None
+        if not isinstance(unwrap(exc), psycopg_pool.PoolTimeout):
+            return None
+        if self._probing is None:
+            self._probing = asyncio.ensure_future(self._probe())
+        return await asyncio.shield(self._probing)
 
     def _erred(self, part: str, exc: BaseException) -> None:
         text = describe(exc)

@@ -3,8 +3,9 @@ HEALTHCHECK).
 
 Each worker process registers under its name (``WORKER_NAME``, by default
 ``host:pid``) and host, and beats every 10 s. The check reads, with the worker's own
-settings, the newest registration of each worker it is asked about: by default every
-name seen on this host (in a container, the container's hostname, unique to it), the
+settings and from its database (DIRECT_DATABASE_URL, by default DATABASE_URL), the
+newest registration of each worker it is asked about: by default every name seen on
+this host (in a container, the container's hostname, unique to it), the
 ``WORKER_PROCESSES`` most recent; with ``--name`` or ``WORKER_NAME``, that name (or
 ``NAME.1`` to ``NAME.N`` for ``WORKER_PROCESSES`` N). A worker that restarted
 registers anew, so its old, silent rows are left behind.
@@ -82,10 +83,11 @@ def first_line(exc: Exception) -> str:
 
 
 def check(settings: dict, target: Target) -> tuple[bool, str]:
-    """Ask the database about ``target``; whether it is healthy, and one line saying why."""
+    """Ask the worker's own database about ``target`` (a pooler the worker does not use
+    must not make its container unhealthy); whether it is healthy, and one line why."""
     try:
         conn = psycopg.connect(
-            settings["DATABASE_URL"],
+            settings["DIRECT_DATABASE_URL"],
             connect_timeout=settings["DB_CONNECT_TIMEOUT"],
             application_name="howdah-worker-healthcheck",
             autocommit=True,

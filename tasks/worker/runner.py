@@ -32,7 +32,7 @@ from procrastinate.job_context import AbortReason
 
 from tasks import queues as queue_names
 from tasks.worker import chores, execution, shutdown, supervisor
-from tasks.worker.availability import Availability, BackoffTimer
+from tasks.worker.availability import Availability, BackoffTimer, connection_error
 from tasks.worker.completer import Completer
 from tasks.worker.control import ControlConnection, channel, channels_for
 from webapp import logs
@@ -108,7 +108,9 @@ class Worker:
         self, app: procrastinate.App, pool: psycopg_pool.AsyncConnectionPool, settings: Settings
     ):
         self.app, self.pool, self.settings = app, pool, settings
-        self.availability = Availability()
+        self.availability = Availability(
+            functools.partial(connection_error, settings.database_url, settings.connect_kwargs)
+        )
         self.tenants = Lane(
             "fetch", settings.queues, settings.concurrency, settings.org_max_running
         )
@@ -253,6 +255,10 @@ class Worker:
             await self._gather_free_slots(lane)
             wanted = lane.free
             if wanted == 0:
+                # News that came while the lane was full is no reason to look again (a
+                # wake left set would spin this loop until a slot frees); a job that
+                # ends sets it again.
+                lane.wake.clear()
                 await self._wait_for_news(lane, None)
                 continue
             lane.wake.clear()

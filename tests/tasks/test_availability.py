@@ -2,10 +2,12 @@
 
 import asyncio
 import logging
+import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg_pool
 
-from tasks.worker.availability import Availability, BackoffTimer
+from tasks.worker.availability import Availability, BackoffTimer, connection_error
 
 
 def outage_lines(caplog) -> list[str]:
@@ -47,3 +49,41 @@ def test_a_try_begun_in_the_outage_that_fails_after_it_is_not_a_new_outage(caplo
         "database unavailable (fetch)",
     ]
     assert availability.up is False
+
+
+def test_parts_timing_out_together_share_one_probe_and_its_cause_is_said_once(caplog):
+    caplog.set_level(logging.DEBUG, logger="tasks.worker")
+    probes = []
+
+    async def probe():
+        probes.append(1)
+        await asyncio.sleep(0.01)
+        return 'OperationalError: FATAL: role "nobody" does not exist'
+
+    availability = Availability(probe)
+
+    async def scenario():
+        await asyncio.gather(fail(availability, "register"), fail(availability, "fetch"))
+        await succeed(availability, "register")
+        await succeed(availability, "fetch")
+        await fail(availability, "fetch")  # a new outage asks again
+
+    asyncio.run(scenario())
+    lines = [line for line in outage_lines(caplog) if "database unavailable" in line]
+    cause = '(a new connection fails: OperationalError: FATAL: role "nobody" does not exist)'
+    assert len(lines) == 2 and all(cause in line for line in lines), lines
+    assert len(probes) == 2
+
+
+def test_a_probe_answers_why_a_connection_fails_without_the_password(db_url):
+    parts = urlsplit(db_url)
+    host = f"{parts.hostname}:{parts.port or 5432}"
+    # The server quotes the user it refuses (a role that does not exist, or a password
+    # that does not match): here the user is the password as well.
+    secret = f"secret{uuid.uuid4().hex}"
+    refused = urlunsplit(parts._replace(netloc=f"{secret}:{secret}@{host}"))
+    cause = asyncio.run(connection_error(refused, {"connect_timeout": 5}))
+    assert cause.startswith("OperationalError: ")
+    assert '"***"' in cause
+    assert secret not in cause
+    assert asyncio.run(connection_error(db_url, {"connect_timeout": 5})) is None
