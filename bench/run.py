@@ -62,7 +62,11 @@ def measure() -> dict:
         raw["worker"].append(bench_worker.run())
         raw["latency"].append(bench_latency.run())
         raw["fetch"].append(bench_fetch.run())
-        print(json.dumps({k: v[-1] for k, v in raw.items() if k != "admin"}, indent=1))
+        print(
+            json.dumps(
+                {k: v[-1] for k, v in raw.items() if k not in ("admin", "metrics")}, indent=1
+            )
+        )
         last = run == RUNS - 1
         admin = bench_admin.run(ADMIN_JOBS, drop=last and not KEEP_ADMIN_DATABASE)
         if last:
