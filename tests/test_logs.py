@@ -68,6 +68,17 @@ def test_a_traceback_stays_inside_its_json_line(capture):
     assert record["traceback"].endswith("ValueError: line one\nline two")
 
 
+def test_characters_some_readers_split_lines_at_are_escaped(capture):
+    log, out = capture("json")
+    agent = "agent\u0085one\u2028two\u2029three, é …"  # as a client may send it
+    log.info("request from %s", agent, extra={"user_agent": agent})
+    text = out.getvalue()
+    assert text.count("\n") == 1 and len(text.splitlines()) == 1
+    (record,) = lines(out)
+    assert record["message"] == f"request from {agent}" and record["user_agent"] == agent
+    assert "é …" in text  # other characters stay readable
+
+
 def test_a_field_passed_in_extra_wins_over_the_context(capture):
     log, out = capture("json")
     token = logs.bind(job_id=1)

@@ -34,6 +34,11 @@ TEXT_FIELDS = (
 # What the JSON lines call the record's own attributes.
 JSON_NAMES = {"levelname": "level", "name": "logger", "process": "pid", "exc_info": "traceback"}
 
+# Characters JSON leaves unescaped that some readers take for line ends (str.splitlines,
+# JavaScript before ES2019): escaped, so one event stays one line for every reader.
+LINE_BREAKS = ("\u0085", "\u2028", "\u2029")
+ESCAPED_LINE_BREAKS = str.maketrans({char: f"\\u{ord(char):04x}" for char in LINE_BREAKS})
+
 REQUEST_ID_MAX = 128
 REQUEST_ID = re.compile(rf"[A-Za-z0-9._-]{{1,{REQUEST_ID_MAX}}}")
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -97,6 +102,13 @@ class JsonFormatter(BaseJsonFormatter):
         """The time first, for a reader's eye."""
         log_data["time"] = None
         super().add_fields(log_data, record, message_dict)
+
+    def jsonify_log_record(self, log_data) -> str:
+        """The line, with the characters some readers split lines at escaped."""
+        line = super().jsonify_log_record(log_data)
+        if any(char in line for char in LINE_BREAKS):
+            return line.translate(ESCAPED_LINE_BREAKS)
+        return line
 
 
 class TextFormatter(logging.Formatter):
