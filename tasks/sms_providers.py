@@ -150,7 +150,7 @@ class TelnyxSms:
             raise ProviderUnavailable("no_connection", f"{type(exc).__name__}: {exc}") from None
         except httpx.HTTPError as exc:  # it left, and no answer came: sent or not is unknown
             raise NoAnswer("no_answer", f"{type(exc).__name__}: {exc}") from None
-        return accepted(response)
+        return accepted(response, settings["TELNYX_API_KEY"])
 
 
 @functools.cache
@@ -159,8 +159,9 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()  # what httpx would make for each client
 
 
-def accepted(response: httpx.Response) -> Accepted:
-    """The acceptance in Telnyx's answer, or the error it stands for."""
+def accepted(response: httpx.Response, api_key: str = "") -> Accepted:
+    """The acceptance in Telnyx's answer, or the error it stands for (with ``api_key``
+    masked, should the answer quote it)."""
     if response.is_success:
         data = json_of(response).get("data")
         data = data if isinstance(data, dict) else {}
@@ -169,7 +170,7 @@ def accepted(response: httpx.Response) -> Accepted:
             # It may well have been sent: a retry could send it twice, so none follows.
             raise NoAnswer("unreadable_answer", "accepted with no message id")
         return Accepted(message_id[:200], first_status(data))
-    code, message = first_error(response)
+    code, message = first_error(response, api_key)
     if response.status_code in RETRYABLE_STATUSES or response.status_code >= 500:
         raise ProviderUnavailable(code, message, retry_after_seconds(response.headers))
     raise ProviderRefused(code, message)
@@ -192,17 +193,25 @@ def first_status(data: dict) -> str:
     return status if status in KNOWN_STATUSES else "queued"
 
 
-def first_error(response: httpx.Response) -> tuple[str, str]:
-    """The code and the title and detail of the first error in Telnyx's answer."""
+def first_error(response: httpx.Response, api_key: str = "") -> tuple[str, str]:
+    """The code and the title and detail of the first error in Telnyx's answer. They go
+    to the log and to the attempt record its tenant reads: numbers are masked, and the
+    API key, should an answer (a proxy's, a misdirected TELNYX_BASE_URL's) quote the
+    request's Authorization header."""
     errors = json_of(response).get("errors")
     first = errors[0] if isinstance(errors, list) and errors else {}
     first = first if isinstance(first, dict) else {}
-    code = str(first.get("code") or f"http_{response.status_code}")[:50]
+    code = mask_secret(str(first.get("code") or f"http_{response.status_code}"), api_key)[:50]
     parts = [str(first[k]) for k in ("title", "detail") if first.get(k)]
     if len(parts) == 2 and parts[1].startswith(parts[0]):
         parts = parts[1:]  # a detail that repeats its title
     message = ": ".join(parts) or response.reason_phrase or f"HTTP {response.status_code}"
-    return code, mask_numbers(message)[:ERROR_MESSAGE_LIMIT]
+    return code, mask_numbers(mask_secret(message, api_key))[:ERROR_MESSAGE_LIMIT]
+
+
+def mask_secret(text: str, secret: str) -> str:
+    """``text`` with every copy of ``secret`` masked."""
+    return text.replace(secret, "***") if secret else text
 
 
 def retry_after_seconds(headers: httpx.Headers) -> float | None:

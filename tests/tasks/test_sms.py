@@ -169,6 +169,20 @@ def test_a_server_error_is_retried_with_backoff_and_a_later_run_sends(orgs, conn
     assert len(telnyx.received) == 2
 
 
+def test_an_answer_that_quotes_the_api_key_is_recorded_with_the_key_masked(
+    orgs, conn, db_url, telnyx
+):
+    # A proxy or a misdirected TELNYX_BASE_URL that echoes the request's headers.
+    echoed = f"Authorization: Bearer {fake_telnyx.API_KEY}"
+    telnyx.answer(fake_telnyx.refusal(500, fake_telnyx.API_KEY, "boom", echoed))
+    outcome = run_job(db_url)
+    assert outcome.error_class == "ProviderUnavailable"
+    row = message(conn)
+    recorded = [outcome.error_message, outcome.traceback, row["error_code"], row["error_message"]]
+    assert not [text for text in recorded if text and fake_telnyx.API_KEY in text]
+    assert "Authorization: Bearer ***" in outcome.error_message
+
+
 def test_no_connection_is_retried(orgs, conn, db_url, monkeypatch):
     monkeypatch.setenv("SMS_PROVIDER", "telnyx")
     monkeypatch.setenv("TELNYX_API_KEY", "k")
